@@ -1,0 +1,23 @@
+"""Entry point for `tinymail`, `python -m tinymail` and the zipapp.
+
+Invoked as `sendmail`, `mailq` or `newaliases` (argv[0], e.g. through a
+symlink), it behaves as that command, as /usr/sbin/sendmail does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    """Dispatch on the program name, then run the CLI."""
+    name = os.path.basename(sys.argv[0])
+    argv = [name, *sys.argv[1:]] if name in ("mailq", "newaliases") else sys.argv[1:]
+    from tinymail.cli import main as cli_main
+
+    sys.exit(cli_main(argv))
+
+
+if __name__ == "__main__":
+    main()

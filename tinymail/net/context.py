@@ -1,0 +1,109 @@
+"""What every session handler gets: the server's shared state and its own service."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from tinymail.config import Config
+from tinymail.net.tls import TLSHolder
+from tinymail.queue.groupsync import GroupSync
+from tinymail.queue.runner import QueueRunner
+from tinymail.queue.spool import Spool
+from tinymail.store.aliases import Aliases, AliasesError
+from tinymail.store.users import UserSource
+
+log = logging.getLogger("tinymail.server")
+
+
+class AliasSource:
+    """The aliases file as the server sees it: re-read when it changes (newaliases, SIGHUP)."""
+
+    def __init__(self, path: Path, local_domains: frozenset[str]):
+        self.path = path
+        self.local_domains = local_domains
+        self._signature: tuple[int, int, int] | None = None
+        self._aliases = Aliases({}, local_domains)
+        self.current()
+
+    def current(self) -> Aliases:
+        """The up-to-date aliases; a bad file keeps the last good one (and logs why)."""
+        try:
+            st = os.stat(self.path)
+            signature: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            signature = None
+        if signature != self._signature:
+            try:
+                self._aliases = Aliases.load(self.path, self.local_domains)
+            except AliasesError as exc:
+                log.error("aliases file not reloaded: %s", exc)
+            self._signature = signature
+        return self._aliases
+
+
+@dataclass(slots=True)
+class ServerState:
+    """Shared by every service of one `tinymail serve`."""
+
+    config: Config
+    users: UserSource
+    aliases: AliasSource
+    spool: Spool
+    runner: QueueRunner
+    tls: TLSHolder | None
+    group_sync: GroupSync
+    shutting_down: trio.Event = field(default_factory=trio.Event)
+    bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # service -> addresses
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """One listener's view: the shared state plus which service it is."""
+
+    state: ServerState
+    service: str  # "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s"
+
+    @property
+    def config(self) -> Config:
+        """The running config."""
+        return self.state.config
+
+    @property
+    def users(self) -> UserSource:
+        """The users file, reloaded on change."""
+        return self.state.users
+
+    @property
+    def tls(self) -> TLSHolder | None:
+        """The server TLS context holder, if [tls] is configured."""
+        return self.state.tls
+
+    @property
+    def implicit_tls(self) -> bool:
+        """True for submissions, imaps and pop3s."""
+        return self.service in ("submissions", "imaps", "pop3s")
+
+    def is_loopback(self, peer: tuple[str, int] | str) -> bool:
+        """True when the peer address is a loopback address."""
+        host = peer[0] if isinstance(peer, tuple) else peer
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def is_trusted(self, peer: tuple[str, int] | str) -> bool:
+        """True when the peer is in [relay] trusted_networks."""
+        host = peer[0] if isinstance(peer, tuple) else peer
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in ipaddress.ip_network(n) for n in self.config.relay.trusted_networks)

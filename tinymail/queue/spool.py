@@ -1,0 +1,304 @@
+"""The durable queue: one file per message, plus an optional state file.
+
+Theory:
+- A message file holds the content first (LF line endings, exactly as it will
+  be delivered) and then a trailer: the JSON envelope and a fixed-size footer
+  `\\nTMQ1 <content bytes:16> <json bytes:8>\\n`. The footer makes the file
+  self-validating: a truncated or half-written file cannot parse, and the
+  content can be streamed to disk before the envelope is known.
+- Files are written in incoming/, fsynced, renamed into active/; the caller
+  then fsyncs active/ (`sync_active`), possibly once for many messages (group
+  commit). Only then is the message accepted.
+- What changes later (per-recipient status, next attempt, hold) lives in
+  state/QID, replaced atomically. No state file means "all pending, due now".
+- A message leaves the queue by unlinking its file, then its state. A crash in
+  between leaves an orphan state file, removed at the next scan.
+- Files that fail validation move to corrupt/ with a log line; never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from tinymail.queue.model import Envelope, QueueItem, QueueState
+from tinymail.store.safeio import atomic_replace, fsync_dir, unlink_quietly
+
+log = logging.getLogger("tinymail.queue")
+
+MAGIC = b"TMQ1"
+FOOTER_LEN = 1 + 4 + 1 + 16 + 1 + 8 + 1
+FLUSH_AT = 256 * 1024
+STALE_INCOMING = 36 * 3600  # Maildir's rule for tmp/ leftovers
+
+_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
+
+
+class CorruptQueueFile(Exception):
+    """A queue file failed validation."""
+
+
+def new_qid() -> str:
+    """A unique, time-ordered queue ID such as 4C2K9QX7BM1TZ8H."""
+    n = time.time_ns() // 1000
+    digits = []
+    while n:
+        n, r = divmod(n, len(_ALPHABET))
+        digits.append(_ALPHABET[r])
+    stamp = "".join(reversed(digits))
+    return stamp + "".join(secrets.choice(_ALPHABET) for _ in range(4))
+
+
+class IncomingMessage:
+    """A message being received: content is buffered and streamed to incoming/.
+
+    `write` only appends to memory; the owner calls `flush` (blocking) when
+    `buffered` grows past FLUSH_AT, and `commit` (blocking) at the end.
+    """
+
+    def __init__(self, spool: Spool, qid: str):
+        self.spool = spool
+        self.qid = qid
+        self.path = spool.incoming / qid
+        self.size = 0
+        self._buffer = bytearray()
+        self._fd: int | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held in memory, not yet written."""
+        return len(self._buffer)
+
+    def write(self, data: bytes) -> None:
+        """Append content (non-blocking: memory only)."""
+        self._buffer += data
+        self.size += len(data)
+
+    def flush(self) -> None:
+        """Write buffered content to the incoming file (blocking)."""
+        if self._fd is None:
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+            )
+        _write_all(self._fd, self._buffer)
+        self._buffer.clear()
+
+    def commit(self, envelope: Envelope) -> Path:
+        """Write the trailer, fsync, close, rename into active/ (blocking).
+
+        The caller must still fsync active/ (Spool.sync_active) before
+        acknowledging. On error the incoming file is removed and OSError raised.
+        """
+        if envelope.size != self.size:
+            raise ValueError("envelope size does not match the content written")
+        meta = json.dumps(envelope.to_json(), separators=(",", ":")).encode()
+        self._buffer += b"\n" + meta + _footer(self.size, len(meta))
+        target = self.spool.active / self.qid
+        try:
+            self.flush()
+            assert self._fd is not None
+            os.fsync(self._fd)
+            fd, self._fd = self._fd, None
+            os.close(fd)
+            os.rename(self.path, target)
+        except BaseException:
+            self.abort()
+            raise
+        return target
+
+    def abort(self) -> None:
+        """Forget the message: close and remove the incoming file (blocking)."""
+        self._buffer = bytearray()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        unlink_quietly(self.path)
+
+
+class Spool:
+    """The queue directory. All methods block; async callers use trio.to_thread."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.incoming = root / "incoming"
+        self.active = root / "active"
+        self.state_dir = root / "state"
+        self.corrupt = root / "corrupt"
+
+    def create(self) -> Spool:
+        """Create the directories (mode 0700) if missing; return self."""
+        for d in (self.root, self.incoming, self.active, self.state_dir, self.corrupt):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self
+
+    def incoming_message(self) -> IncomingMessage:
+        """Start receiving a new message under a fresh queue ID."""
+        return IncomingMessage(self, new_qid())
+
+    def sync_active(self) -> None:
+        """fsync active/ so renamed-in messages survive a crash."""
+        fsync_dir(self.active)
+
+    def has_room(self, needed: int) -> bool:
+        """True when the queue's file system has `needed` bytes and some inodes free."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return False
+        free_inodes_ok = st.f_files == 0 or st.f_favail > 16
+        return st.f_bavail * st.f_frsize >= needed and free_inodes_ok
+
+    def enqueue(
+        self,
+        sender: str,
+        recipients: tuple[str, ...],
+        content: bytes,
+        *,
+        origin: str = "",
+        dsn_kind: str = "",
+    ) -> Envelope:
+        """Queue a whole message durably in one call (file and directory fsynced)."""
+        msg = self.incoming_message()
+        msg.write(content)
+        envelope = Envelope(
+            qid=msg.qid,
+            sender=sender,
+            recipients=recipients,
+            arrival=time.time(),
+            size=len(content),
+            origin=origin,
+            dsn_kind=dsn_kind,
+        )
+        msg.commit(envelope)
+        try:
+            self.sync_active()
+        except OSError:
+            unlink_quietly(self.active / msg.qid)
+            raise
+        return envelope
+
+    def scan(self) -> list[str]:
+        """Queue IDs in active/, oldest first; also sweeps stale incoming and orphan state files."""
+        now = time.time()
+        for entry in _listdir(self.incoming):
+            path = self.incoming / entry
+            try:
+                if now - path.stat().st_mtime > STALE_INCOMING:
+                    path.unlink()
+            except OSError:
+                pass
+        qids = sorted(e for e in _listdir(self.active) if not e.startswith("."))
+        present = set(qids)
+        for entry in _listdir(self.state_dir):
+            if entry not in present and not entry.startswith("."):
+                unlink_quietly(self.state_dir / entry)
+        return qids
+
+    def load(self, qid: str) -> QueueItem:
+        """Read and validate a queued message's envelope and state.
+
+        Raises FileNotFoundError if it is gone, CorruptQueueFile if invalid.
+        """
+        path = self.active / qid
+        envelope = read_envelope(path)
+        if envelope.qid != qid:
+            raise CorruptQueueFile(f"{path}: envelope names queue ID {envelope.qid}")
+        state = self.load_state(qid) or QueueState.initial(envelope)
+        return QueueItem(envelope, state, str(path))
+
+    def load_state(self, qid: str) -> QueueState | None:
+        """The saved state of `qid`, or None when it has none (or an unreadable one)."""
+        try:
+            data = json.loads((self.state_dir / qid).read_bytes())
+            return QueueState.from_json(data)
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("qid=%s bad state file ignored, retrying all recipients: %s", qid, exc)
+            return None
+
+    def save_state(self, qid: str, state: QueueState) -> None:
+        """Replace the state of `qid` durably."""
+        data = json.dumps(state.to_json(), separators=(",", ":")).encode()
+        atomic_replace(self.state_dir / qid, data)
+
+    def remove(self, qid: str) -> None:
+        """Take `qid` out of the queue (message file first, then its state)."""
+        unlink_quietly(self.active / qid)
+        unlink_quietly(self.state_dir / qid)
+
+    def quarantine(self, qid: str, why: str) -> None:
+        """Move a file that failed validation to corrupt/, loudly."""
+        log.error("qid=%s queue file is corrupt, moved to %s: %s", qid, self.corrupt, why)
+        try:
+            shutil.move(str(self.active / qid), str(self.corrupt / qid))
+        except OSError as exc:
+            log.error("qid=%s cannot move corrupt file: %s", qid, exc)
+
+
+def read_content(item: QueueItem) -> bytes:
+    """The message content of a queued item (blocking)."""
+    with open(item.path, "rb") as f:
+        data = f.read(item.envelope.size)
+    if len(data) != item.envelope.size:
+        raise CorruptQueueFile(f"{item.path}: content shorter than recorded")
+    return data
+
+
+def read_envelope(path: Path) -> Envelope:
+    """Parse and validate the trailer of a message file."""
+    with open(path, "rb") as f:
+        total = os.fstat(f.fileno()).st_size
+        if total < FOOTER_LEN:
+            raise CorruptQueueFile(f"{path}: too short")
+        f.seek(total - FOOTER_LEN)
+        footer = f.read(FOOTER_LEN)
+        size, meta_len = _parse_footer(footer, path)
+        if size + 1 + meta_len + FOOTER_LEN != total:
+            raise CorruptQueueFile(f"{path}: length does not match the footer")
+        f.seek(size)
+        meta = f.read(1 + meta_len)
+    try:
+        envelope = Envelope.from_json(json.loads(meta[1:]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptQueueFile(f"{path}: bad envelope: {exc}") from None
+    if envelope.size != size or meta[:1] != b"\n":
+        raise CorruptQueueFile(f"{path}: envelope does not match the footer")
+    return envelope
+
+
+def _footer(size: int, meta_len: int) -> bytes:
+    return b"\n" + MAGIC + b" %016d %08d\n" % (size, meta_len)
+
+
+def _parse_footer(footer: bytes, path: Path) -> tuple[int, int]:
+    parts = footer.split(b" ")
+    if len(parts) != 3 or parts[0] != b"\n" + MAGIC or not footer.endswith(b"\n"):
+        raise CorruptQueueFile(f"{path}: no valid footer")
+    try:
+        return int(parts[1]), int(parts[2])
+    except ValueError:
+        raise CorruptQueueFile(f"{path}: bad footer numbers") from None
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    # The views are released even when os.write raises, so the buffer stays resizable.
+    with memoryview(data) as whole:
+        offset = 0
+        while offset < len(whole):
+            with whole[offset:] as part:
+                offset += os.write(fd, part)
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []

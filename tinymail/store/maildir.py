@@ -1,0 +1,79 @@
+"""Maildir delivery (qmail/djb Maildir, with Dovecot's size fields in the name).
+
+Rules:
+- Write tmp/NAME, fsync, close; link it into new/NAME of every recipient
+  mailbox (one fsynced copy serves many recipients, as Dovecot's LMTP does);
+  unlink tmp/NAME. A delivery counts only after new/ is fsynced, which the
+  caller does (possibly once for several deliveries: group commit).
+- NAME = `<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<vsize>`: unique per
+  host, process and counter; S= is the file size and W= the size with CRLF
+  line ends (what IMAP reports), so readers need not open the file.
+- Stored content uses LF line ends; `Return-Path:` is prepended at delivery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tinymail.store.safeio import unlink_quietly, write_file_synced
+
+_counter = itertools.count(1)
+_host = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+
+MAILDIR_SUBDIRS = ("cur", "new", "tmp")
+
+
+def ensure_maildir(path: Path) -> None:
+    """Create a Maildir (tmp, new, cur; mode 0700) if it does not exist."""
+    if (path / "new").is_dir() and (path / "tmp").is_dir() and (path / "cur").is_dir():
+        return
+    for sub in MAILDIR_SUBDIRS:
+        (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def unique_name(size: int, vsize: int) -> str:
+    """A Maildir base name carrying the physical and virtual (CRLF) sizes."""
+    now = time.time()
+    secs = int(now)
+    usecs = int((now - secs) * 1_000_000)
+    return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}.{_host},S={size},W={vsize}"
+
+
+def return_path_header(sender: str) -> bytes:
+    """The `Return-Path:` line for an envelope sender ("" gives `<>`)."""
+    return b"Return-Path: <" + sender.encode("utf-8", "surrogateescape") + b">\n"
+
+
+def deliver(maildirs: Sequence[Path], content: bytes) -> list[Path]:
+    """Deliver `content` (LF line ends, headers included) to every Maildir in `maildirs`.
+
+    Returns the new/ files written. Directories are created as needed. The
+    caller must fsync each returned file's directory before counting the
+    delivery. On error nothing of this call stays in tmp/; links already made
+    in other new/ dirs are removed too, so a retry cannot duplicate.
+    """
+    if not maildirs:
+        return []
+    for md in maildirs:
+        ensure_maildir(md)
+    name = unique_name(len(content), len(content) + content.count(b"\n"))
+    tmp = maildirs[0] / "tmp" / name
+    write_file_synced(tmp, content)
+    made: list[Path] = []
+    try:
+        for md in maildirs:
+            target = md / "new" / name
+            os.link(tmp, target)
+            made.append(target)
+    except BaseException:
+        for path in made:
+            unlink_quietly(path)
+        raise
+    finally:
+        unlink_quietly(tmp)
+    return made

@@ -1,0 +1,61 @@
+"""Durable file writes: tmp -> fsync file -> rename -> fsync directory.
+
+Rules (research/reliability-security.md 1.6): a write counts only after the
+file and the directory entry are fsynced; if fsync fails the data is treated as
+lost (never retried and then reported as success: the "fsyncgate" lesson), so
+the half-written file is removed and the error propagates as OSError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def fsync_dir(path: Path | str) -> None:
+    """fsync a directory so that entries created or renamed in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_synced(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create `path` exclusively with `data`, fsynced; on any error remove it and re-raise."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quietly(path)
+        raise
+    try:
+        os.close(fd)
+    except OSError:
+        unlink_quietly(path)
+        raise
+
+
+def atomic_replace(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically and durably (write new, fsync, rename, fsync dir)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    unlink_quietly(tmp)
+    write_file_synced(tmp, data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def unlink_quietly(path: Path | str) -> None:
+    """Remove a file if it exists; errors are ignored (used on cleanup paths)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Build dist/tinymail.pyz: tinymail and its pure-Python dependencies in one file.
+# Usage: ./zipapp.sh            (needs python3 >= 3.11 and pip; reaches PyPI or a mirror)
+set -eu
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+build=build/zipapp
+rm -rf "$build"
+mkdir -p "$build" dist
+"$PYTHON" -m pip install --quiet --no-compile --target "$build" .
+# Keep only what runs: no caches, no console-script shims, no package metadata.
+rm -rf "$build/bin"
+find "$build" -name '__pycache__' -type d -prune -exec rm -rf {} +
+find "$build" -maxdepth 1 -name '*.dist-info' -type d -prune -exec rm -rf {} +
+if find "$build" -name '*.so' | grep -q .; then
+    echo "zipapp.sh: a dependency is not pure Python:" >&2
+    find "$build" -name '*.so' >&2
+    exit 1
+fi
+"$PYTHON" -m zipapp "$build" -m "tinymail.__main__:main" -p "/usr/bin/env python3" \
+    -c -o dist/tinymail.pyz
+echo "built dist/tinymail.pyz ($(wc -c < dist/tinymail.pyz) bytes)"
