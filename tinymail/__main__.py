@@ -13,7 +13,11 @@ import sys
 def main() -> None:
     """Dispatch on the program name, then run the CLI."""
     name = os.path.basename(sys.argv[0])
-    argv = [name, *sys.argv[1:]] if name in ("mailq", "newaliases") else sys.argv[1:]
+    argv = sys.argv[1:]
+    if name in ("mailq", "newaliases"):
+        # `mailq -c FILE`: global options go before the command name.
+        options = argv[:2] if argv[:1] in (["-c"], ["--config"]) else []
+        argv = [*options, name, *argv[len(options) :]]
     from tinymail.cli import main as cli_main
 
     sys.exit(cli_main(argv))

@@ -172,7 +172,10 @@ def parse_size(value: int | str) -> int:
     if not m:
         raise ValueError(f"bad size {value!r} (use e.g. 35M, 512k or a byte count)")
     mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
-    return int(m.group(1)) * mult
+    size = int(m.group(1)) * mult
+    if size <= 0:
+        raise ValueError("size must be positive")
+    return size
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -206,12 +209,23 @@ def _hostport(value: str) -> str:
 
 
 def _nameserver(value: str) -> str:
-    host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    """Accept "ip", "ip:port" or "[ipv6]:port" (the forms net/dns.py understands)."""
+    bad = f"bad nameserver {value!r} (use an IP, IP:port or [IPv6]:port)"
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        port_given, port = rest.startswith(":"), rest[1:]
+        if not sep or (rest and not port_given):
+            raise ValueError(bad)
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+        port_given = True
+    else:
+        host, port, port_given = value, "", False
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"bad nameserver {value!r} (use an IP or IP:port)") from None
-    if port and not port.isdigit():
+        raise ValueError(bad) from None
+    if port_given and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
         raise ValueError(f"bad nameserver port in {value!r}")
     return value
 

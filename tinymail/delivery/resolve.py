@@ -52,6 +52,15 @@ def resolve_local(
             forwards.append(target)
             continue
         owner = _owner(target, local.lower(), users, aliases, system_account, depth=0)
+        if owner is None and not domain:
+            # A bare alias target ("root: alice") means that name in a local domain:
+            # the recipient's own first, then the others.
+            _, rcpt_domain = split_address(address)
+            candidates = [rcpt_domain] if rcpt_domain else []
+            candidates += [d for d in local_domains if d != rcpt_domain]
+            owner = next(
+                (o for d in candidates if (o := users.owner(f"{local}@{d}")) is not None), None
+            )
         if owner is None:
             return None
         mailboxes.append(owner)

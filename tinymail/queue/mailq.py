@@ -15,7 +15,7 @@ def format_queue(queue_dir: Path) -> str:
     rows: list[str] = []
     total_size = 0
     count = 0
-    for qid in spool.scan():
+    for qid in spool.scan(sweep=False):
         try:
             item = spool.load(qid)
         except (FileNotFoundError, CorruptQueueFile):

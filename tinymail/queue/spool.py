@@ -184,8 +184,18 @@ class Spool:
             raise
         return envelope
 
-    def scan(self) -> list[str]:
-        """Queue IDs in active/, oldest first; also sweeps stale incoming and orphan state files."""
+    def scan(self, *, sweep: bool = True) -> list[str]:
+        """Queue IDs in active/, oldest first.
+
+        With `sweep` (the runner's scan), also remove stale incoming files and state
+        files whose message is gone; readers such as mailq pass sweep=False.
+        """
+        qids = sorted(e for e in _listdir(self.active) if not e.startswith("."))
+        if sweep:
+            self._sweep(set(qids))
+        return qids
+
+    def _sweep(self, present: set[str]) -> None:
         now = time.time()
         for entry in _listdir(self.incoming):
             path = self.incoming / entry
@@ -194,12 +204,11 @@ class Spool:
                     path.unlink()
             except OSError:
                 pass
-        qids = sorted(e for e in _listdir(self.active) if not e.startswith("."))
-        present = set(qids)
         for entry in _listdir(self.state_dir):
-            if entry not in present and not entry.startswith("."):
+            # Check again: the message may have been queued after `present` was listed.
+            orphan = entry not in present and not entry.startswith(".")
+            if orphan and not (self.active / entry).exists():
                 unlink_quietly(self.state_dir / entry)
-        return qids
 
     def load(self, qid: str) -> QueueItem:
         """Read and validate a queued message's envelope and state.

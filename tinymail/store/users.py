@@ -61,9 +61,15 @@ def verify_password(password: str, stored: str) -> bool:
             salt, expected = _unb64(salt_b64), _unb64(digest_b64)
         except (ValueError, KeyError):
             return False
-        if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
+        if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16) or not salt or not expected:
             return False
-        return hmac.compare_digest(_scrypt(password, salt, ln, r, p, len(expected)), expected)
+        if 128 * r * (1 << ln) > 1 << 30:  # over 1 GiB of scrypt memory: not a hash we wrote
+            return False
+        try:
+            actual = _scrypt(password, salt, ln, r, p, len(expected))
+        except (ValueError, MemoryError):
+            return False
+        return hmac.compare_digest(actual, expected)
     if scheme in ("PLAIN", "CLEARTEXT"):
         return hmac.compare_digest(password.encode(), rest.encode())
     return False
