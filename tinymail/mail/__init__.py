@@ -1,0 +1,1 @@
+"""Pure helpers on mail data: headers, MIME structure, delivery status notifications."""

@@ -1,0 +1,217 @@
+"""IMAP FETCH data built from a raw message: ENVELOPE, BODY/BODYSTRUCTURE, BODY[section].
+
+Rules / theory:
+- Pure functions over the raw message bytes (CRLF; bare LF tolerated). The
+  structure comes from tinymail.mail.mime.parse_structure, which is linear
+  and depth-capped, so the recursion in _body() is bounded by its max_depth.
+- ENVELOPE strings are the raw header values, unfolded, never RFC 2047-decoded
+  (RFC 3501 7.4.2). NUL, CR and LF are dropped from them: a string may not
+  carry NUL, and a folded value has no line breaks.
+- Types, subtypes, encodings and parameter names go out in upper case as in
+  the RFC 3501 examples; parameter values keep their case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinymail.mail.headers import (
+    DEFAULT_TEXT,
+    Address,
+    Params,
+    first_values,
+    iter_fields,
+    parse_address_list,
+)
+from tinymail.mail.mime import Part, header_block_end, parse_structure
+from tinymail.proto.imap.quoting import quoted_or_literal
+
+_ENVELOPE_FIELDS = (
+    b"date",
+    b"subject",
+    b"from",
+    b"sender",
+    b"reply-to",
+    b"to",
+    b"cc",
+    b"bcc",
+    b"in-reply-to",
+    b"message-id",
+)
+_ENVELOPE_NAMES = frozenset(_ENVELOPE_FIELDS)
+_ADDRESS_FIELDS = frozenset((b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"))
+
+
+def _string(data: bytes) -> bytes:
+    return quoted_or_literal(data.translate(None, b"\x00\r\n"))
+
+
+def _nstring(data: bytes | None) -> bytes:
+    return b"NIL" if data is None else _string(data)
+
+
+def _text(value: str) -> bytes:
+    return _string(value.encode("utf-8", "surrogateescape"))
+
+
+def _addresses(addresses: list[Address]) -> bytes:
+    if not addresses:
+        return b"NIL"
+    # RFC 3501 7.4.2: (name adl mailbox host); adl (source route) is always NIL.
+    items = (
+        b"(%s NIL %s %s)" % (_nstring(a.name), _nstring(a.mailbox), _nstring(a.host))
+        for a in addresses
+    )
+    return b"(" + b"".join(items) + b")"
+
+
+def _envelope(raw: bytes, start: int, end: int) -> bytes:
+    values = first_values(raw, start, end, _ENVELOPE_NAMES)
+    lists = {name: parse_address_list(values.get(name, b"")) for name in _ADDRESS_FIELDS}
+    # RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From value.
+    for name in (b"sender", b"reply-to"):
+        if not lists[name]:
+            lists[name] = lists[b"from"]
+    out = [
+        _addresses(lists[n]) if n in lists else _nstring(values.get(n)) for n in _ENVELOPE_FIELDS
+    ]
+    return b"(" + b" ".join(out) + b")"
+
+
+def envelope(raw: bytes) -> bytes:
+    """The ENVELOPE parenthesized list of the message `raw`, serialized."""
+    return _envelope(raw, 0, header_block_end(raw))
+
+
+def _params(params: Params) -> bytes:
+    if not params:
+        return b"NIL"
+    return b"(" + b" ".join(_text(k.upper()) + b" " + _text(v) for k, v in params) + b")"
+
+
+def _extension(part: Part) -> bytes:
+    """body-fld-dsp SP body-fld-lang SP body-fld-loc (RFC 3501 7.4.2, 9)."""
+    if part.disposition is None:
+        dsp = b"NIL"
+    else:
+        dsp = b"(%s %s)" % (_text(part.disposition.upper()), _params(part.disposition_params))
+    # Never an empty list: "()" here crashed Dovecot's own parser (commit dd51ae09a8).
+    lang = b"(" + b" ".join(_text(x) for x in part.language) + b")" if part.language else b"NIL"
+    return b"%s %s %s" % (dsp, lang, _nstring(part.location))
+
+
+def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
+    if part.is_multipart:
+        # RFC 3501 9: body-type-mpart needs at least one body; an empty multipart
+        # gets an empty text/plain part, as Dovecot sends.
+        at = part.body_start
+        children = part.children or (Part(at, at, at, at, *DEFAULT_TEXT, ()),)
+        out = b"(" + b"".join(_body(raw, c, extensible) for c in children)
+        out += b" " + _text(part.content_subtype.upper())
+        if extensible:  # body-ext-mpart
+            out += b" " + _params(part.params) + b" " + _extension(part)
+        return out + b")"
+    params = part.params
+    if part.content_type == "text" and not any(k == "charset" for k, _ in params):
+        params = (("charset", "us-ascii"), *params)  # RFC 2045 5.2 default, as Dovecot sends
+    fields = b"%s %s %s %s %s %s %d" % (
+        _text(part.content_type.upper()),
+        _text(part.content_subtype.upper()),
+        _params(params),
+        _nstring(part.content_id),
+        _nstring(part.description),
+        _text(part.encoding.upper()),
+        part.size,
+    )
+    if part.is_message:  # body-type-msg: envelope body body-fld-lines
+        inner = part.children[0]
+        fields += b" %s %s %d" % (
+            _envelope(raw, inner.header_start, inner.header_end),
+            _body(raw, inner, extensible),
+            part.lines,
+        )
+    elif part.content_type == "text":  # body-type-text: body-fld-lines
+        fields += b" %d" % part.lines
+    if extensible:  # body-ext-1part
+        fields += b" " + _nstring(part.md5) + b" " + _extension(part)
+    return b"(" + fields + b")"
+
+
+def bodystructure(raw: bytes, *, extensible: bool) -> bytes:
+    """BODYSTRUCTURE (extensible=True) or BODY (False) of `raw`, serialized."""
+    return _body(raw, parse_structure(raw), extensible)
+
+
+# -- BODY[section] (RFC 3501 6.4.5) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A parsed section-spec: part numbers, then an optional text specifier."""
+
+    part: tuple[int, ...] = ()
+    text: str | None = None  # "HEADER" | "HEADER.FIELDS" | "HEADER.FIELDS.NOT" | "TEXT" | "MIME"
+    fields: tuple[str, ...] = ()
+
+
+def _select(root: Part, numbers: tuple[int, ...]) -> Part | None:
+    """Follow part numbers from the message `root` (RFC 3501 6.4.5)."""
+    cur, is_message = root, True
+    for number in numbers:
+        if cur.is_message and not is_message:  # a message/rfc822 part: enter its message
+            cur, is_message = cur.children[0], True
+        if cur.is_multipart:
+            if not 1 <= number <= len(cur.children):
+                return None
+            cur = cur.children[number - 1]
+        elif is_message and number == 1:
+            pass  # a non-multipart message has only part 1: its body
+        else:
+            return None
+        is_message = False
+    return cur
+
+
+def _crlf(data: bytes) -> bytes:
+    """Bare LF becomes CRLF so served bytes match the advertised sizes."""
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _header_fields(raw: bytes, part: Part, names: tuple[str, ...], keep: bool) -> bytes:
+    wanted = {n.lower().encode("utf-8", "surrogateescape") for n in names}
+    out: list[bytes] = []
+    for f in iter_fields(raw, part.header_start, part.header_end):
+        if f.name and (f.name.lower() in wanted) == keep:
+            line = raw[f.start : f.end]
+            out.append(line if line.endswith(b"\n") else line + b"\r\n")
+    return b"".join(out) + b"\r\n"  # RFC 3501 6.4.5: the blank line is included
+
+
+def section_bytes(raw: bytes, section: Section) -> bytes:
+    """The BODY[section] content (before any <origin.size> partial); b"" when absent."""
+    root = parse_structure(raw)
+    target = _select(root, section.part)
+    if target is None:
+        return b""
+    text = section.text
+    if text is None:
+        if not section.part:
+            return _crlf(raw)
+        return _crlf(raw[target.body_start : target.body_end])
+    if text == "MIME":
+        if not section.part:
+            return b""
+        return _crlf(raw[target.header_start : target.header_end])
+    if section.part:  # HEADER*/TEXT of a part address its encapsulated message
+        if not target.is_message:
+            return b""
+        target = target.children[0]
+    if text == "TEXT":
+        return _crlf(raw[target.body_start : target.body_end])
+    if text == "HEADER":
+        return _crlf(raw[target.header_start : target.header_end])
+    if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return _crlf(_header_fields(raw, target, section.fields, text == "HEADER.FIELDS"))
+    return b""
