@@ -17,6 +17,11 @@ if find "$build" -name '*.so' | grep -q .; then
     find "$build" -name '*.so' >&2
     exit 1
 fi
+# zipimport never writes bytecode: without .pyc in the archive every run compiles every module
+# it imports (sendmail's start-up, bench/sendmail_latency.py). Legacy .pyc files next to the
+# .py (-b) are the only layout zipimport reads; it checks them against the .py's timestamp in
+# the archive and falls back to the source when they are stale or from another Python version.
+"$PYTHON" -m compileall -q -b -j 0 "$build" >/dev/null
 "$PYTHON" -m zipapp "$build" -m "tinymail.__main__:main" -p "/usr/bin/env python3" \
     -c -o dist/tinymail.pyz
 echo "built dist/tinymail.pyz ($(wc -c < dist/tinymail.pyz) bytes)"

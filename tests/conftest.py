@@ -17,7 +17,7 @@ from tinymail.net.serve import serve
 
 BASE_CONFIG = """\
 hostname = "mx.example.test"
-domains = ["example.test", "localhost"]
+domains = ["example.test", "localhost", "mx.example.test"]
 data_dir = "{data_dir}"
 
 [listen]
@@ -29,6 +29,12 @@ pop3 = ["127.0.0.1:0"]
 [queue]
 retry_min = "1s"
 retry_max = "2s"
+
+[dns]
+nameservers = ["127.0.0.1:9"]   # nothing answers: no test query ever leaves the host
+
+[transport]
+"example.net" = "smtp:[127.0.0.1]:9"   # refused at once: relayed test mail stays queued
 """
 
 

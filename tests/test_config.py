@@ -485,6 +485,7 @@ def test_render_lists_every_section(tmp_path: Path) -> None:
     rendered = render(load_text(tmp_path, ""))
     headers = re.findall(r"^\[(\w+)\]$", rendered, flags=re.MULTILINE)
     expected = ["users", "aliases", "listen", "tls", "store", "relay", "queue", "dns", "smtp"]
+    expected += ["auth", "limits", "server"]
     assert headers == [*expected, "transport"]
 
 

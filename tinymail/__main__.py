@@ -2,6 +2,7 @@
 
 Invoked as `sendmail`, `mailq` or `newaliases` (argv[0], e.g. through a
 symlink), it behaves as that command, as /usr/sbin/sendmail does.
+`sendmail` is dispatched before cli.py (argparse) is imported: it must start fast.
 """
 
 from __future__ import annotations
@@ -10,14 +11,27 @@ import os
 import sys
 
 
+def sendmail_argv(args: list[str]) -> tuple[str | None, list[str]] | None:
+    """(config path, sendmail args) for `tinymail [-c FILE] sendmail ...`, else None."""
+    config: str | None = None
+    if len(args) >= 2 and args[0] in ("-c", "--config"):
+        config, args = args[1], args[2:]
+    elif args and args[0].startswith("--config="):
+        config, args = args[0].partition("=")[2], args[1:]
+    if args and args[0] == "sendmail":
+        return config, args[1:]
+    return None
+
+
 def main() -> None:
     """Dispatch on the program name, then run the CLI."""
     name = os.path.basename(sys.argv[0])
-    argv = sys.argv[1:]
-    if name in ("mailq", "newaliases"):
-        # `mailq -c FILE`: global options go before the command name.
-        options = argv[:2] if argv[:1] in (["-c"], ["--config"]) else []
-        argv = [*options, name, *argv[len(options) :]]
+    sendmail = (None, sys.argv[1:]) if name == "sendmail" else sendmail_argv(sys.argv[1:])
+    if sendmail is not None:
+        from tinymail.sendmail import main as sendmail_main
+
+        sys.exit(sendmail_main(sendmail[1], config_path=sendmail[0]))
+    argv = [name, *sys.argv[1:]] if name in ("mailq", "newaliases") else sys.argv[1:]
     from tinymail.cli import main as cli_main
 
     sys.exit(cli_main(argv))

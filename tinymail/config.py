@@ -4,15 +4,16 @@ Rules: every key is optional; an unknown key, a wrong type, a bad duration,
 size or listen address is a `ConfigError` whose one-line message names the key
 and, where the file has it, the line. Paths that are relative are relative to
 `data_dir` (SPEC.md).
+
+`sendmail` loads the config on its start-up path (bench/sendmail_latency.py): modules that only
+some configs need (tomllib, ipaddress, socket) are imported where they are used, and patterns
+are compiled by `re`'s own cache on first use.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import socket
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +28,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
+    """[listen]: the addresses each service binds."""
+
     smtp: tuple[str, ...] = ("127.0.0.1:2525",)
     submission: tuple[str, ...] = ("127.0.0.1:2587",)
     submissions: tuple[str, ...] = ()
@@ -38,17 +41,23 @@ class ListenConfig:
 
 @dataclass(frozen=True, slots=True)
 class TLSConfig:
+    """[tls]: certificate and key files (PEM)."""
+
     cert: str = ""
     key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
+    """[store]: the mailbox format."""
+
     format: str = "maildir"
 
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
+    """[relay]: who may relay, and the optional smarthost."""
+
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     smarthost: str = ""
     smarthost_user: str = ""
@@ -57,6 +66,8 @@ class RelayConfig:
 
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
+    """[queue]: retry schedule and lifetime, in seconds."""
+
     retry_min: float = 300.0
     retry_max: float = 3600.0
     lifetime: float = 5 * 86400.0
@@ -65,11 +76,15 @@ class QueueConfig:
 
 @dataclass(frozen=True, slots=True)
 class DNSConfig:
+    """[dns]: resolvers (empty: the system's)."""
+
     nameservers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class SMTPConfig:
+    """[smtp]: message size, recipient count and timeouts."""
+
     max_message_size: int = 35 * 1024 * 1024
     max_recipients: int = 1000
     command_timeout: float = 300.0  # RFC 5321 4.5.3.2.7: server timeout >= 5 minutes
@@ -77,7 +92,40 @@ class SMTPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """[auth]: where AUTH may run without TLS, and the per-client failure penalties."""
+
+    plaintext_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # may AUTH without TLS
+    failure_delay: float = 2.0  # Dovecot auth_failure_delay; doubles per recent failure
+    max_delay: float = 15.0  # Dovecot's penalty cap
+    max_failures: int = 10  # per client (IPv6: /64) within failure_window, then refused
+    failure_window: float = 600.0
+    ban_time: float = 600.0  # fail2ban's default bantime
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """[limits]: connection caps and the slowloris defence, for every service."""
+
+    connections: int = 256  # all services together
+    connections_per_ip: int = 20  # per client (IPv6: /64); trusted_networks are exempt
+    min_data_rate: int = 500  # bytes/s that extend a request deadline (Postfix smtpd_min_data_rate)
+    tls_handshake_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """[server]: the process itself (privileges after binding)."""
+
+    user: str = ""  # started as root: drop to this user once the ports are bound
+    group: str = ""  # default: the user's primary group
+    allow_root: bool = False  # started as root without `user`: refuse unless this is true
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
+    """The whole validated configuration."""
+
     hostname: str
     domains: tuple[str, ...]
     data_dir: Path
@@ -91,6 +139,9 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     source: str = "embedded default"
 
     @property
@@ -132,6 +183,8 @@ def load_config(path: Path | None) -> Config:
     """Read and validate the config at `path`, or build the embedded default when None."""
     if path is None:
         return _build({}, "", "embedded default")
+    import tomllib  # not needed for the embedded default (sendmail without a config file)
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -147,17 +200,17 @@ def load_config(path: Path | None) -> Config:
 
 # --- value parsers -------------------------------------------------------------
 
-_DURATION = re.compile(r"(\d+)([smhd])")
+_DURATION = r"(\d+)([smhd])"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE = re.compile(r"(\d+)\s*([kKmMgG]?)[bB]?")
+_SIZE = r"(\d+)\s*([kKmMgG]?)[bB]?"
 
 
 def parse_duration(value: str) -> float:
     """Parse "30s", "5m", "4h", "5d" or combinations like "1h30m" into seconds."""
     text = value.strip()
-    if not text or _DURATION.sub("", text):
+    if not text or re.sub(_DURATION, "", text):
         raise ValueError(f"bad duration {value!r} (use e.g. 30s, 5m, 4h, 5d)")
-    return float(sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+    return float(sum(int(n) * _UNITS[u] for n, u in re.findall(_DURATION, text)))
 
 
 def parse_size(value: int | str) -> int:
@@ -168,7 +221,7 @@ def parse_size(value: int | str) -> int:
         if value <= 0:
             raise ValueError("size must be positive")
         return value
-    m = _SIZE.fullmatch(value.strip())
+    m = re.fullmatch(_SIZE, value.strip())
     if not m:
         raise ValueError(f"bad size {value!r} (use e.g. 35M, 512k or a byte count)")
     mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
@@ -180,6 +233,8 @@ def parse_size(value: int | str) -> int:
 
 def parse_listen(value: str) -> tuple[str, int]:
     """Split "addr:port" or "[v6]:port" into (addr, port), validating both."""
+    import ipaddress
+
     if value.startswith("["):
         host, sep, port = value[1:].partition("]:")
     else:
@@ -194,6 +249,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def _network(value: str) -> str:
+    import ipaddress
+
     try:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
@@ -210,6 +267,8 @@ def _hostport(value: str) -> str:
 
 def _nameserver(value: str) -> str:
     """Accept "ip", "ip:port" or "[ipv6]:port" (the forms net/dns.py understands)."""
+    import ipaddress
+
     bad = f"bad nameserver {value!r} (use an IP, IP:port or [IPv6]:port)"
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
@@ -281,6 +340,24 @@ def _positive_int(v: Any) -> int:
     return v
 
 
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise TypeError("must be an integer >= 0")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError("must be true or false")
+    return v
+
+
+def _account(value: str) -> str:
+    if value and (value.strip() != value or ":" in value or "/" in value):
+        raise ValueError(f"bad account name {value!r}")
+    return value
+
+
 def _size(v: Any) -> int:
     if not isinstance(v, int | str):
         raise TypeError('must be a size like "35M" or a byte count')
@@ -319,6 +396,30 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, _Parser]]] = {
         },
     ),
 }
+_SECTIONS["auth"] = (
+    AuthConfig,
+    {
+        "plaintext_networks": _str_list(_network),
+        "failure_delay": _duration,
+        "max_delay": _duration,
+        "max_failures": _positive_int,
+        "failure_window": _duration,
+        "ban_time": _duration,
+    },
+)
+_SECTIONS["limits"] = (
+    LimitsConfig,
+    {
+        "connections": _positive_int,
+        "connections_per_ip": _positive_int,
+        "min_data_rate": _count,
+        "tls_handshake_timeout": _duration,
+    },
+)
+_SECTIONS["server"] = (
+    ServerConfig,
+    {"user": _str(_account), "group": _str(_account), "allow_root": _bool},
+)
 _TOP = {"hostname", "domains", "data_dir", "users", "aliases", "transport", *_SECTIONS}
 _FILE_SECTIONS = {"users": "users", "aliases": "aliases"}
 
@@ -432,6 +533,8 @@ def _section(
 
 
 def _default_hostname() -> str:
+    import socket
+
     name = socket.getfqdn() or socket.gethostname() or "localhost"
     return name.lower().rstrip(".")
 

@@ -9,9 +9,17 @@ Rules (research/reliability-security.md 2.3):
 - Any other domain, including IP literals, is relayed only for an
   authenticated session or a client in trusted_networks: else 554 5.7.1.
   The decision never looks at the sender.
+- Sender ownership (research 2.3 R13; Postfix reject_sender_login_mismatch): an
+  authenticated client may use as envelope sender, and in every From: address,
+  only addresses it owns: its own, and local addresses that resolve to its
+  mailbox (aliases pointing to it). Anything else is 553 5.7.1. The null sender
+  is allowed (it claims nobody); unauthenticated sessions are not checked here,
+  because their relay rights never depend on the sender.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
 
 from tinymail.proto.smtp.replies import Reply
 
@@ -32,6 +40,33 @@ def recipient_reply(
     if may_relay:
         return RCPT_OK
     return Reply(554, "5.7.1", f"<{_printable(address)}>: Relay access denied")
+
+
+def sender_reply(address: str, *, login: str | None, owners: Collection[str]) -> Reply:
+    """The MAIL FROM answer: `owners` are the mailbox owners `address` resolves to."""
+    if login is None or address == "" or login.lower() in {o.lower() for o in owners}:
+        return SENDER_OK
+    return _not_owned(address, login)
+
+
+def from_header_reply(
+    addresses: Iterable[str], *, login: str | None, owners_of: Callable[[str], Collection[str]]
+) -> Reply:
+    """The end-of-DATA answer for the From: addresses of an authenticated submission."""
+    if login is None:
+        return SENDER_OK
+    for address in addresses:
+        if login.lower() not in {o.lower() for o in owners_of(address)}:
+            return _not_owned(address, login, "From: header")
+    return SENDER_OK
+
+
+def _not_owned(address: str, login: str, what: str = "Sender address") -> Reply:
+    return Reply(
+        553,
+        "5.7.1",
+        f"<{_printable(address)}>: {what} rejected: not owned by user {_printable(login)}",
+    )
 
 
 def _printable(text: str) -> str:

@@ -155,34 +155,56 @@ def test_failed_fsync_or_write_gives_4xx_and_leaves_nothing(
         tracer.wait(timeout=10)
 
 
-def test_strace_log_shows_fsync_rename_dirsync_before_250(
-    config_path: Path, tmp_path: Path
-) -> None:
+def traced_send(
+    config_path: Path, tmp_path: Path, rcpt: str, syscalls: str
+) -> tuple[str, list[str]]:
+    """Send one message to `rcpt` with strace attached; return its qid and the syscall log."""
     server = ServerProcess(config_path, tmp_path / "serve.log").wait_ready()
     log = tmp_path / "strace.log"
-    tracer = attach_strace(
-        server.proc.pid, log, "-y", "-s", "120", "-e", "trace=fsync,fdatasync,rename,sendto"
-    )
+    tracer = attach_strace(server.proc.pid, log, "-y", "-s", "120", "-e", f"trace={syscalls}")
     try:
-        code, reply = send_one(server.ports["smtp"], 1)
+        with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as client:
+            client.ehlo("order.example.net")
+            client.mail("sender@example.net")
+            client.rcpt(rcpt)
+            code, reply = client.data(b"Subject: order\r\n\r\nbody\r\n")
         assert code == 250
         match = QUEUED.search(reply)
         assert match
-        qid = match.group(1).decode()
     finally:
         server.kill()
         tracer.wait(timeout=10)
-    lines = log.read_text().splitlines()
+    return match.group(1).decode(), log.read_text().splitlines()
 
-    def index(pattern: str) -> int:
-        rx = re.compile(pattern)
-        for i, line in enumerate(lines):
-            if rx.search(line):
-                return i
-        raise AssertionError(f"no syscall matching {pattern!r} in strace log")
 
-    file_sync = index(rf"fsync\(\d+</[^>]*/queue/incoming/{qid}>\) += 0")
-    rename = index(rf'rename\("[^"]*/incoming/{qid}", "[^"]*/active/{qid}"\) += 0')
-    dir_sync = index(r"fsync\(\d+</[^>]*/queue/active>\) += 0")
-    reply_sent = index(rf'sendto\(.*"250 2\.0\.0 Ok: queued as {qid}')
+def first_index(lines: list[str], pattern: str) -> int:
+    rx = re.compile(pattern)
+    for i, line in enumerate(lines):
+        if rx.search(line):
+            return i
+    raise AssertionError(f"no syscall matching {pattern!r} in strace log")
+
+
+def test_queued_message_is_fsynced_renamed_and_dir_synced_before_250(
+    config_path: Path, tmp_path: Path
+) -> None:
+    # A relayed recipient goes through the queue (the transport route refuses: it stays there).
+    qid, lines = traced_send(config_path, tmp_path, "someone@example.net", "fsync,rename,sendto")
+    file_sync = first_index(lines, rf"fsync\(\d+</[^>]*/queue/incoming/{qid}>\) += 0")
+    rename = first_index(lines, rf'rename\("[^"]*/incoming/{qid}", "[^"]*/active/{qid}"\) += 0')
+    dir_sync = first_index(lines, r"fsync\(\d+</[^>]*/queue/active>\) += 0")
+    reply_sent = first_index(lines, rf'sendto\(.*"250 2\.0\.0 Ok: queued as {qid}')
     assert file_sync < rename < dir_sync < reply_sent
+
+
+def test_direct_local_delivery_is_fsynced_linked_and_dir_synced_before_250(
+    config_path: Path, tmp_path: Path
+) -> None:
+    # A small message for a local mailbox is stored there before the 250 (net/direct.py).
+    qid, lines = traced_send(config_path, tmp_path, "root@example.test", "fsync,link,sendto")
+    file_sync = first_index(lines, r"fsync\(\d+</[^>]*/mail/root/tmp/[^>]+>\) += 0")
+    link = first_index(lines, r'link\("[^"]*/mail/root/tmp/[^"]+", "[^"]*/mail/root/new/')
+    dir_sync = first_index(lines, r"fsync\(\d+</[^>]*/mail/root/new>\) += 0")
+    reply_sent = first_index(lines, rf'sendto\(.*"250 2\.0\.0 Ok: queued as {qid}')
+    assert file_sync < link < dir_sync < reply_sent
+    assert not any("/queue/incoming/" in line for line in lines)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import mailbox
 import smtplib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 
 from tests.conftest import add_user, port_of
+from tinymail.config import load_config
 from tinymail.net.context import ServerState
+from tinymail.net.serve import serve
 
 
 async def wait_for_files(directory: Path, count: int, timeout: float = 10.0) -> list[Path]:
@@ -92,3 +95,24 @@ async def test_ten_recipients_share_one_stored_copy(
     with trio.fail_after(10):
         while any(active.iterdir()):  # removed from the spool right after the delivery
             await trio.sleep(0.02)
+
+
+async def test_mbox_store_receives_mail_readable_by_mailbox_mbox(
+    nursery: trio.Nursery, make_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_config('[store]\nformat = "mbox"\n')
+    add_user(path, "alice@example.test", "pw", monkeypatch)
+    state: ServerState = await nursery.start(serve, load_config(path))
+    body = b"Subject: mbox\r\nStatus: RO\r\n\r\nFrom the start\r\n>From quoted\r\nend\r\n"
+    port = port_of(state, "smtp")
+    await trio.to_thread.run_sync(send, port, "bob@example.net", ["alice@example.test"], body)
+    inbox = state.config.data_dir / "mail" / "alice@example.test" / "INBOX"
+    with trio.fail_after(10):
+        while not inbox.exists() or any((state.config.queue_dir / "active").iterdir()):
+            await trio.sleep(0.02)
+    [msg] = list(mailbox.mbox(inbox))
+    assert msg.get_from().startswith("bob@example.net ")
+    assert msg["Subject"] == "mbox" and msg["Return-Path"] == "<bob@example.net>"
+    # mboxrd quoting (Python's reader does not undo it; mutt and Dovecot do)
+    assert msg.get_payload() == ">From the start\n>>From quoted\nend\n"
+    assert msg["Status"] is None  # forged metadata headers are stripped at delivery

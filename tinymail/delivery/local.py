@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tinymail.delivery.courier import Outcome, Status
 from tinymail.delivery.resolve import resolve_local
-from tinymail.store import maildir
+from tinymail.store import maildir, mbox
 from tinymail.store.aliases import Aliases
 from tinymail.store.layout import mailbox_path
 from tinymail.store.users import UserDB
@@ -44,6 +44,7 @@ class LocalDelivery:
     aliases: Aliases
     local_domains: Collection[str]
     system_account: Callable[[str], bool] = system_account_exists
+    store_format: str = "maildir"  # or "mbox"
 
     def deliver(self, sender: str, recipients: Sequence[str], content: bytes) -> LocalResult:
         """Deliver `content` (LF line ends, no Return-Path yet) to local `recipients`."""
@@ -66,18 +67,29 @@ class LocalDelivery:
             if res.forwards:
                 result.forwards[rcpt] = res.forwards
         owners = sorted({o for group in owners_by_rcpt.values() for o in group})
-        if owners:
+        full = maildir.return_path_header(sender) + content
+        failed: dict[str, str] = {}  # owner -> why
+        if owners and self.store_format == "mbox":
+            for owner in owners:
+                path = mbox.folder_path(self.data_dir, owner)
+                try:
+                    mbox.deliver(path, full, sender)
+                except OSError as exc:
+                    failed[owner] = f"mailbox write failed: {exc.strerror or exc}"
+                else:
+                    result.dirs_to_sync.add(path.parent)  # a first delivery creates the file
+        elif owners:
             boxes = [mailbox_path(self.data_dir, o) for o in owners]
-            full = maildir.return_path_header(sender) + content
             try:
                 written = maildir.deliver(boxes, full)
             except OSError as exc:
-                for rcpt in owners_by_rcpt:
-                    result.outcomes[rcpt] = Outcome(
-                        Status.TEMP, "4.3.0", f"mailbox write failed: {exc.strerror}", "local"
-                    )
-                return result
-            result.dirs_to_sync.update(p.parent for p in written)
-        for rcpt in owners_by_rcpt:
-            result.outcomes[rcpt] = Outcome(Status.OK, "2.0.0", "delivered to mailbox", "local")
+                failed = dict.fromkeys(owners, f"mailbox write failed: {exc.strerror or exc}")
+            else:
+                result.dirs_to_sync.update(p.parent for p in written)
+        for rcpt, rcpt_owners in owners_by_rcpt.items():
+            why = next((failed[o] for o in rcpt_owners if o in failed), None)
+            if why is None:
+                result.outcomes[rcpt] = Outcome(Status.OK, "2.0.0", "delivered to mailbox", "local")
+            else:
+                result.outcomes[rcpt] = Outcome(Status.TEMP, "4.3.0", why, "local")
         return result

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from tinymail.config import Config
+from tinymail.delivery.local import LocalDelivery
+from tinymail.delivery.outbound import Outbound
 from tinymail.net.tls import TLSHolder
 from tinymail.queue.groupsync import GroupSync
 from tinymail.queue.runner import QueueRunner
 from tinymail.queue.spool import Spool
 from tinymail.store.aliases import Aliases, AliasesError
 from tinymail.store.users import UserSource
+
+if TYPE_CHECKING:
+    from tinymail.net.abuse import AuthResult
 
 log = logging.getLogger("tinymail.server")
 
@@ -47,6 +54,12 @@ class AliasSource:
         return self._aliases
 
 
+@functools.lru_cache(maxsize=32)
+def networks(specs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parsed networks of a config list (cached: checked on every connection)."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in specs)
+
+
 @dataclass(slots=True)
 class ServerState:
     """Shared by every service of one `tinymail serve`."""
@@ -58,8 +71,19 @@ class ServerState:
     runner: QueueRunner
     tls: TLSHolder | None
     group_sync: GroupSync
+    outbound: Outbound
     shutting_down: trio.Event = field(default_factory=trio.Event)
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # service -> addresses
+
+    def local_delivery(self) -> LocalDelivery:
+        """Local delivery with the current config, users and aliases."""
+        return LocalDelivery(
+            data_dir=self.config.data_dir,
+            users=self.users.current(),
+            aliases=self.aliases.current(),
+            local_domains=self.config.domains,
+            store_format=self.config.store.format,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +121,18 @@ class ServiceContext:
         except ValueError:
             return False
 
+    def plaintext_auth_allowed(self, host: str) -> bool:
+        """True when `host` may authenticate without TLS ([auth] plaintext_networks)."""
+        from tinymail.net.abuse import plaintext_auth_allowed  # the guard imports this module
+
+        return plaintext_auth_allowed(self, host)
+
+    async def login(self, host: str, authcid: str, password: str) -> AuthResult:
+        """Check credentials through the server's one login path (penalties, budget, log)."""
+        from tinymail.net.abuse import guard_of
+
+        return await guard_of(self.state).authenticate(self.service, host, authcid, password)
+
     def is_trusted(self, peer: tuple[str, int] | str) -> bool:
         """True when the peer is in [relay] trusted_networks."""
         host = peer[0] if isinstance(peer, tuple) else peer
@@ -106,4 +142,4 @@ class ServiceContext:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
-        return any(ip in ipaddress.ip_network(n) for n in self.config.relay.trusted_networks)
+        return any(ip in net for net in networks(self.config.relay.trusted_networks))

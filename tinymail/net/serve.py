@@ -21,14 +21,24 @@ from pathlib import Path
 import trio
 
 from tinymail import log as logsetup
+from tinymail.abuse import Admission
 from tinymail.config import Config, ConfigError, load_config, parse_listen
-from tinymail.delivery.local import LocalDelivery
+from tinymail.delivery.outbound import Outbound
+from tinymail.delivery.remote import RemoteCourier, RemoteSettings, read_password_file
+from tinymail.net.abuse import forget_guard, guard_of
 from tinymail.net.context import AliasSource, ServerState, ServiceContext
+from tinymail.net.control import hold_runner_lock, serve_control
+from tinymail.net.dns import DnsPythonResolver
+from tinymail.net.imap_session import handle_imap
+from tinymail.net.pop3_session import handle_pop3
+from tinymail.net.privdrop import check_root_policy, drop_privileges
 from tinymail.net.smtp_session import handle_smtp
-from tinymail.net.tls import TLSHolder
+from tinymail.net.tls import TLSHolder, start_server_tls
 from tinymail.queue.groupsync import GroupSync
-from tinymail.queue.runner import QueueRunner, RetryPolicy
+from tinymail.queue.runner import QueueRunner
+from tinymail.queue.schedule import RetryPolicy
 from tinymail.queue.spool import Spool
+from tinymail.store.format import check_store_format
 from tinymail.store.users import UserSource
 
 log = logging.getLogger("tinymail.server")
@@ -40,41 +50,67 @@ HANDLERS: dict[str, Handler] = {
     "smtp": handle_smtp,
     "submission": handle_smtp,
     "submissions": handle_smtp,
+    "imap": handle_imap,
+    "imaps": handle_imap,
+    "pop3": handle_pop3,
+    "pop3s": handle_pop3,
 }
 TLS_SERVICES = ("submissions", "imaps", "pop3s")
+# Said to a client over the connection cap before closing (implicit TLS ones are just closed).
+BUSY = {
+    "smtp": b"421 4.7.0 Too many connections, try again later\r\n",  # RFC 5321 3.8
+    "submission": b"421 4.7.0 Too many connections, try again later\r\n",
+    "imap": b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",  # RFC 5530
+    "pop3": b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",  # RFC 3206
+}
 
 
 def serve_forever(cfg: Config) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status."""
     logsetup.setup()
-    trio.run(serve, cfg)
+    check_root_policy(cfg)  # before binding anything
+    trio.run(partial(serve, cfg, drop_root=True))
     return 0
+
+
+def remote_courier(cfg: Config) -> RemoteCourier:
+    """The outbound SMTP courier for `cfg`; a bad smarthost password file is a ConfigError."""
+    password = ""
+    if cfg.relay.smarthost_password_file:
+        path = cfg.data_dir / cfg.relay.smarthost_password_file
+        try:
+            password = read_password_file(str(path))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"relay.smarthost_password_file: {exc}") from None
+    settings = RemoteSettings(
+        hostname=cfg.hostname,
+        smarthost_user=cfg.relay.smarthost_user,
+        smarthost_password=password,
+    )
+    return RemoteCourier(settings, DnsPythonResolver(cfg.dns.nameservers))
 
 
 def build_state(cfg: Config) -> ServerState:
     """Create directories and the shared state of one server."""
     for path in (cfg.data_dir, cfg.mail_dir):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_store_format(cfg.mail_dir, cfg.store.format)  # never mix Maildir and mbox
     spool = Spool(cfg.queue_dir).create()
     users = UserSource(cfg.users_file)
     aliases = AliasSource(cfg.aliases_file, frozenset(cfg.domains))
     group_sync = GroupSync()
     holder: dict[str, ServerState] = {}
 
-    def local() -> LocalDelivery:
-        state = holder["state"]
-        return LocalDelivery(
-            data_dir=state.config.data_dir,
-            users=state.users.current(),
-            aliases=state.aliases.current(),
-            local_domains=state.config.domains,
-        )
-
+    outbound = Outbound(lambda: holder["state"].config, remote_courier(cfg))
     runner = QueueRunner(
         spool,
-        local,
-        is_local_domain=lambda d: holder["state"].config.is_local_domain(d),
-        retry=RetryPolicy(cfg.queue.retry_min, cfg.queue.retry_max, cfg.queue.lifetime),
+        lambda: holder["state"].local_delivery(),
+        hostname=cfg.hostname,
+        is_local=outbound.is_local,
+        retry=RetryPolicy(
+            cfg.queue.retry_min, cfg.queue.retry_max, cfg.queue.lifetime, cfg.queue.warn_after
+        ),
+        remote=outbound,
         group_sync=group_sync,
     )
     state = ServerState(
@@ -85,6 +121,7 @@ def build_state(cfg: Config) -> ServerState:
         runner=runner,
         tls=TLSHolder.from_config(cfg.tls, cfg.data_dir),
         group_sync=group_sync,
+        outbound=outbound,
     )
     holder["state"] = state
     return state
@@ -108,12 +145,36 @@ async def open_listeners(cfg: Config) -> list[tuple[str, trio.SocketListener]]:
 
 
 async def serve(
-    cfg: Config, *, task_status: trio.TaskStatus[ServerState] = trio.TASK_STATUS_IGNORED
+    cfg: Config,
+    *,
+    drop_root: bool = False,
+    task_status: trio.TaskStatus[ServerState] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The whole server; `task_status.started(state)` once every listener is bound."""
+    """The whole server; `task_status.started(state)` once every listener is bound.
+
+    With `drop_root` (the `serve` command), a root process becomes [server] user right after
+    binding; in-process callers (tests) leave the process identity alone.
+    """
     state = build_state(cfg)
     listeners = await open_listeners(cfg)
+    if drop_root:
+        drop_privileges(cfg)  # after binding (ports < 1024) and loading the TLS key
+    try:
+        await _serve_bound(state, listeners, task_status)
+    finally:
+        forget_guard(state)
+
+
+async def _serve_bound(
+    state: ServerState,
+    listeners: list[tuple[str, trio.SocketListener]],
+    task_status: trio.TaskStatus[ServerState],
+) -> None:
+    cfg = state.config
     async with trio.open_nursery() as root:
+        await root.start(hold_runner_lock, cfg.queue_dir)  # waits for a one-shot run to end
+        await root.start(serve_control, state)
+        await root.start(state.outbound.courier.run)  # reaps idle outbound connections
         await root.start(state.runner.run)
         async with trio.open_nursery() as handlers:
             async with trio.open_nursery() as accepters:
@@ -145,10 +206,19 @@ async def _accept_loop(
 async def _run_session(handler: Handler, ctx: ServiceContext, stream: trio.SocketStream) -> None:
     try:
         peer = stream.socket.getpeername()
-        session_stream: trio.abc.Stream = stream
-        if ctx.implicit_tls and ctx.tls is not None:
-            session_stream = trio.SSLStream(stream, ctx.tls.context, server_side=True)
-        await handler(session_stream, (peer[0], peer[1]), ctx)
+        # Research 2.9: trio.serve_listeners does not bound concurrency; the guard does.
+        with guard_of(ctx.state).connection(ctx, peer[0]) as admission:
+            if admission is not Admission.ADMITTED:
+                busy = BUSY.get(ctx.service)
+                if busy is not None:
+                    with trio.move_on_after(1):
+                        await stream.send_all(busy)
+                return
+            session_stream: trio.abc.Stream = stream
+            if ctx.implicit_tls and ctx.tls is not None:
+                timeout = ctx.config.limits.tls_handshake_timeout
+                session_stream = await start_server_tls(stream, ctx.tls, timeout)
+            await handler(session_stream, (peer[0], peer[1]), ctx)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
         log.info("service=%s session ended: %s", ctx.service, exc)
     except Exception:
@@ -173,9 +243,10 @@ def _reload(state: ServerState) -> None:
     except ConfigError as exc:
         log.error("SIGHUP: config not reloaded: %s", exc)
         return
-    if new.listen != state.config.listen or new.data_dir != state.config.data_dir:
-        log.warning("SIGHUP: listener and data_dir changes need a restart")
-        new = dataclasses.replace(new, listen=state.config.listen, data_dir=state.config.data_dir)
+    old = state.config
+    if new.listen != old.listen or new.data_dir != old.data_dir or new.store != old.store:
+        log.warning("SIGHUP: listener, data_dir and store changes need a restart")
+        new = dataclasses.replace(new, listen=old.listen, data_dir=old.data_dir, store=old.store)
     state.config = new
     if state.tls is not None:
         try:

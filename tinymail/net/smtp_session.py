@@ -6,18 +6,26 @@ with 451 4.3.0; the session and the server go on.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import time
+from dataclasses import replace
 from email.utils import formatdate
 
 import trio
 
 from tinymail import policy
+from tinymail.abuse import RequestDeadline
 from tinymail.delivery.local import system_account_exists
 from tinymail.delivery.resolve import resolve_local, split_address
+from tinymail.mail.headers import field_value, iter_fields, parse_address_list
+from tinymail.net.abuse import AuthStatus, guard_of, plaintext_auth_allowed
 from tinymail.net.context import ServiceContext
+from tinymail.net.direct import deliver_direct
+from tinymail.net.tls import describe, start_server_tls
 from tinymail.proto.smtp import events as ev
+from tinymail.proto.smtp import replies
 from tinymail.proto.smtp.events import CLOSED, NEED_DATA
 from tinymail.proto.smtp.replies import Reply
 from tinymail.proto.smtp.server import Limits, ServerConnection
@@ -30,6 +38,9 @@ LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing; try again later")
 NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage")
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
 SHUTDOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
+# The From: check reads the header block from the first bytes of DATA; a header block longer
+# than this is refused for an authenticated sender (it could hide a From: past the limit).
+HEADER_CAP = 256 * 1024
 
 
 async def handle_smtp(stream: trio.abc.Stream, peer: tuple[str, int], ctx: ServiceContext) -> None:
@@ -55,8 +66,15 @@ class SMTPSession:
         self.peer = peer
         self.ctx = ctx
         cfg = ctx.config
-        self.tls_info = ""
+        # Implicit TLS (submissions): serve.py finished the handshake before this session.
+        self.tls_info = describe(stream) if isinstance(stream, trio.SSLStream) else ""
+        self.guard = guard_of(ctx.state)
+        self.deadline: RequestDeadline | None = None
+        self.owner: str | None = None  # the users-file entry of a successful AUTH
+        self.head = bytearray()  # start of DATA, for the From: check of authenticated senders
         tls_ok = ctx.tls is not None and not ctx.implicit_tls
+        plaintext_ok = plaintext_auth_allowed(ctx, peer[0])
+        can_auth = tls_ok or ctx.implicit_tls or plaintext_ok
         self.conn = ServerConnection(
             hostname=cfg.hostname,
             limits=Limits(
@@ -65,17 +83,14 @@ class SMTPSession:
             ),
             tls_available=tls_ok,
             tls_active=ctx.implicit_tls,
-            auth_mechanisms=self._auth_mechanisms(ctx.implicit_tls),
-            require_auth=ctx.service in ("submission", "submissions"),
+            # AUTH only over TLS, except from [auth] plaintext_networks (research 2.2 T5);
+            # with no TLS at all it is not offered, else it appears after STARTTLS.
+            auth_mechanisms=("PLAIN", "LOGIN") if can_auth else (),
+            auth_requires_tls=not plaintext_ok,
+            require_auth=ctx.service in ("submission", "submissions"),  # RFC 6409 4.3
         )
         self.incoming: IncomingMessage | None = None
         self.write_error: OSError | None = None
-
-    def _auth_mechanisms(self, tls_active: bool) -> tuple[str, ...]:
-        # AUTH only over TLS, except on loopback (SPEC; research 2.2 T5).
-        if tls_active or self.ctx.is_loopback(self.peer):
-            return ("PLAIN", "LOGIN")
-        return ()
 
     async def run(self) -> None:
         """The core/adapter loop of DESIGN.md."""
@@ -101,12 +116,19 @@ class SMTPSession:
         out = self.conn.data_to_send()
         if out:
             await self.stream.send_all(out)
+            self.deadline = None  # a reply ends a request: the next one gets a fresh deadline
 
     async def _receive(self) -> bytes:
         smtp_cfg = self.ctx.config.smtp
-        timeout = smtp_cfg.data_timeout if self.incoming else smtp_cfg.command_timeout
-        with trio.move_on_after(timeout):
-            return bytes(await self.stream.receive_some(65536))
+        if self.deadline is None:
+            timeout = smtp_cfg.data_timeout if self.incoming else smtp_cfg.command_timeout
+            self.deadline = self.guard.request_deadline(timeout)
+        # Research 2.9: a deadline per request, not per read, so trickled bytes cannot hold
+        # the slot; received bytes extend it at [limits] min_data_rate (Postfix).
+        with trio.move_on_after(self.deadline.remaining(trio.current_time())):
+            data = bytes(await self.stream.receive_some(65536))
+            self.deadline.received(len(data), trio.current_time())
+            return data
         self.conn.timeout()
         log.info("client=[%s] timeout", self.peer[0])
         return b""
@@ -114,7 +136,7 @@ class SMTPSession:
     async def _decide(self, event: ev.Decision) -> Reply:
         try:
             if isinstance(event, ev.MailFrom):
-                return policy.SENDER_OK
+                return self._mail_from(event.address)
             if isinstance(event, ev.RcptTo):
                 return self._rcpt(event.address)
             if isinstance(event, ev.DataStart):
@@ -126,6 +148,53 @@ class SMTPSession:
             log.exception("client=[%s] internal error answering %s", self.peer[0], type(event))
             await self._discard("internal error")
             return LOCAL_ERROR
+
+    def _login(self) -> str | None:
+        return self.owner if self.conn.authenticated_as is not None else None
+
+    def _owners(self, address: str) -> tuple[str, ...]:
+        """The mailbox owners a local address resolves to; () for a remote or unknown one."""
+        cfg = self.ctx.config
+        _, domain = split_address(address)
+        if domain and not cfg.is_local_domain(domain):
+            return ()
+        resolution = resolve_local(
+            address,
+            users=self.ctx.users.current(),
+            aliases=self.ctx.state.aliases.current(),
+            local_domains=cfg.domains,
+            system_account=system_account_exists,
+        )
+        return resolution.mailboxes if resolution is not None else ()
+
+    def _mail_from(self, address: str) -> Reply:
+        login = self._login()
+        owners = self._owners(address) if login is not None and address else ()
+        reply = policy.sender_reply(address, login=login, owners=owners)
+        if not reply.is_success:
+            log.info("client=[%s] reject MAIL <%s>: %s", self.peer[0], address, reply.text)
+        return reply
+
+    def _from_header(self) -> Reply:
+        """The ownership check of every From: address (authenticated sessions only)."""
+        login = self._login()
+        if login is None:
+            return policy.SENDER_OK
+        head = bytes(self.head)
+        end = head.find(b"\n\n")
+        if end < 0 and len(head) >= HEADER_CAP:
+            return Reply(553, "5.7.1", "Header section too long to check the From: address")
+        addresses = []
+        for field in iter_fields(head, 0, len(head) if end < 0 else end + 1):
+            if field.name.lower() != b"from":
+                continue
+            for item in parse_address_list(field_value(head, field)):
+                if item.mailbox is None or item.host is None:
+                    continue  # RFC 5322 3.4 group markers carry no address
+                local = item.mailbox.decode("utf-8", "surrogateescape")
+                host = item.host.decode("utf-8", "surrogateescape")
+                addresses.append(local if item.host == b"MISSING_DOMAIN" else f"{local}@{host}")
+        return policy.from_header_reply(addresses, login=login, owners_of=self._owners)
 
     def _rcpt(self, address: str) -> Reply:
         cfg = self.ctx.config
@@ -156,11 +225,15 @@ class SMTPSession:
     async def _data_start(self) -> Reply:
         spool = self.ctx.state.spool
         needed = self.ctx.config.smtp.max_message_size * 3 // 2
-        if not await trio.to_thread.run_sync(spool.has_room, needed):
+        room = spool.room_known(needed)  # statvfs at most once a second, off the loop
+        if room is None:
+            room = await trio.to_thread.run_sync(spool.has_room, needed)
+        if not room:
             log.warning("client=[%s] refusing DATA: queue file system is nearly full", self.peer[0])
             return NO_SPACE
         self.incoming = spool.incoming_message()
         self.write_error = None
+        self.head.clear()
         self.incoming.write(self._received_header(self.incoming.qid))
         return START_DATA
 
@@ -182,6 +255,8 @@ class SMTPSession:
     async def _write(self, data: bytes) -> None:
         if self.incoming is None or self.write_error is not None:
             return
+        if self.conn.authenticated_as is not None and len(self.head) < HEADER_CAP:
+            self.head += data[: HEADER_CAP - len(self.head)]
         self.incoming.write(data)
         if self.incoming.buffered >= FLUSH_AT:
             try:
@@ -196,6 +271,12 @@ class SMTPSession:
         if self.write_error is not None:
             await trio.to_thread.run_sync(incoming.abort)
             return _io_error_reply(self.write_error, incoming.qid)
+        refusal = self._from_header()
+        self.head.clear()
+        if not refusal.is_success:
+            log.info("qid=%s client=[%s] reject DATA: %s", incoming.qid, self.peer[0], refusal.text)
+            await trio.to_thread.run_sync(incoming.abort)
+            return refusal
         conn = self.conn
         envelope = Envelope(
             qid=incoming.qid,
@@ -206,6 +287,15 @@ class SMTPSession:
             origin=f"smtp client=[{self.peer[0]}] helo={conn.helo_name or ''}",
         )
         state = self.ctx.state
+        accepted = Reply(250, "2.0.0", f"Ok: queued as {envelope.qid}")
+        content = incoming.memory_content()
+        if content is not None:  # small message: try the mailboxes first (net/direct.py)
+            done = await deliver_direct(state, envelope, content)
+            remaining = tuple(r for r in envelope.recipients if r not in done)
+            if not remaining:
+                self._log_accepted(envelope)
+                return accepted
+            envelope = replace(envelope, recipients=remaining)
         try:
             await trio.to_thread.run_sync(incoming.commit, envelope)
         except OSError as exc:
@@ -215,17 +305,21 @@ class SMTPSession:
         except OSError as exc:
             await trio.to_thread.run_sync(incoming.spool.remove, incoming.qid)
             return _io_error_reply(exc, incoming.qid)
+        self._log_accepted(envelope)
+        state.runner.notify(envelope.qid)
+        return accepted
+
+    def _log_accepted(self, envelope: Envelope) -> None:
+        conn = self.conn
         log.info(
             "qid=%s from=<%s> size=%d nrcpt=%d proto=%s client=[%s]",
             envelope.qid,
             envelope.sender,
             envelope.size,
-            len(envelope.recipients),
+            len(conn.recipients),
             "ESMTP" + ("S" if conn.tls_active else "") if conn.esmtp else "SMTP",
             self.peer[0],
         )
-        state.runner.notify(envelope.qid)
-        return Reply(250, "2.0.0", f"Ok: queued as {envelope.qid}")
 
     async def _discard(self, reason: str) -> None:
         incoming, self.incoming = self.incoming, None
@@ -238,34 +332,45 @@ class SMTPSession:
         tls = self.ctx.tls
         if tls is None:  # the core only offers STARTTLS when we said it is available
             raise RuntimeError("STARTTLS without a TLS context")
-        ssl_stream = trio.SSLStream(self.stream, tls.context, server_side=True)
-        await ssl_stream.do_handshake()
+        timeout = self.ctx.config.limits.tls_handshake_timeout
+        ssl_stream = await start_server_tls(self.stream, tls, timeout)
         self.stream = ssl_stream
-        obj = ssl_stream.cipher()
-        if obj is not None:
-            self.tls_info = f"{obj[1]} with cipher {obj[0]} ({obj[2]} bits)"
+        self.tls_info = describe(ssl_stream)
         self.conn.tls_started()
 
     async def _auth(self, event: ev.AuthCredentials) -> Reply:
-        db = self.ctx.users.current()
-        owner = await trio.to_thread.run_sync(db.verify, event.authcid, event.password)
-        if owner is None:
-            log.warning(
-                "auth failed: service=%s client=[%s] user=<%s>",
-                self.ctx.service,
-                self.peer[0],
-                event.authcid,
-            )
-            return Reply(535, "5.7.8", "Authentication credentials invalid")
-        log.info("auth ok: service=%s client=[%s] user=<%s>", self.ctx.service, self.peer[0], owner)
-        return Reply(235, "2.7.0", "Authentication successful")
+        result = await self.guard.authenticate(
+            self.ctx.service, self.peer[0], event.authcid, event.password
+        )
+        if result.status is AuthStatus.OK:
+            self.owner = result.owner
+            return replies.AUTH_OK
+        if result.status is AuthStatus.REFUSED:
+            return replies.AUTH_TEMPORARY_FAILURE  # RFC 4954 6: 454 4.7.0
+        return replies.AUTH_FAILED  # RFC 4954 6: 535 5.7.8
 
     async def cleanup(self) -> None:
         """Drop a half-received message and close the stream."""
         with trio.CancelScope(shield=True):
             await self._discard("connection closed")
             with trio.move_on_after(1):
-                await self.stream.aclose()
+                await _lingering_close(self.stream)
+
+
+async def _lingering_close(stream: trio.abc.Stream) -> None:
+    """Close so the client can still read our last reply (a 421, say).
+
+    Closing a socket with unread input makes the kernel send RST, and a client that
+    was still sending then loses the reply. So: send FIN, read and drop what is in
+    flight for a moment (bounded by the caller's timeout), then close.
+    """
+    if isinstance(stream, trio.SocketStream):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.send_eof()
+            for _ in range(16):
+                if not await stream.receive_some(65536):
+                    break
+    await stream.aclose()
 
 
 def _io_error_reply(exc: OSError, qid: str) -> Reply:

@@ -1,9 +1,15 @@
-"""Server TLS: an SSLContext from [tls], reloadable on SIGHUP without dropping sessions."""
+"""Server TLS: an SSLContext from [tls], reloadable on SIGHUP without dropping sessions.
+
+Every service (SMTP STARTTLS, IMAP STARTTLS, POP3 STLS, implicit TLS) goes through
+`start_server_tls`, so the context, the TLS 1.2 floor and the handshake timeout are one policy.
+"""
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
+
+import trio
 
 from tinymail.config import ConfigError, TLSConfig
 
@@ -36,3 +42,28 @@ class TLSHolder:
     def from_config(cls, cfg: TLSConfig, data_dir: Path) -> TLSHolder | None:
         """A holder when [tls] names a certificate, else None."""
         return cls(cfg, data_dir) if cfg.cert else None
+
+
+async def start_server_tls(
+    stream: trio.abc.Stream, holder: TLSHolder, timeout: float
+) -> trio.SSLStream[trio.abc.Stream]:
+    """Wrap `stream` as the TLS server and finish the handshake within `timeout` seconds.
+
+    Used for implicit TLS (submissions, imaps, pop3s) and after STARTTLS/STLS. The context is
+    taken from `holder` now, so a SIGHUP reload applies to new handshakes only. A handshake that
+    fails or takes too long (a slowloris at the TLS layer) raises trio.BrokenResourceError.
+    """
+    ssl_stream = trio.SSLStream(stream, holder.context, server_side=True)
+    with trio.move_on_after(timeout):
+        await ssl_stream.do_handshake()
+        return ssl_stream
+    raise trio.BrokenResourceError(f"TLS handshake not finished within {timeout:g}s")
+
+
+def describe(ssl_stream: trio.SSLStream[trio.abc.Stream]) -> str:
+    """The version and cipher for a Received header, e.g. "TLSv1.3 with cipher X (256 bits)"."""
+    cipher = ssl_stream.cipher()
+    if cipher is None:
+        return ""
+    name, version, bits = cipher
+    return f"{version} with cipher {name} ({bits} bits)"

@@ -1,12 +1,22 @@
-"""`mailq` / `tinymail queue list|show`: the queue as Postfix's mailq shows it."""
+"""`mailq` / `tinymail queue list|show|delete|hold|release`: the queue as an admin sees it.
+
+Listing and showing only read. `change` (delete, hold, release) writes the spool, so its caller
+must be the one deliverer of the queue or have excluded it: the daemon's runner calls it between
+attempts on that message, the CLI without a daemon calls it holding queue/runner.lock.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from tinymail.queue.model import RcptStatus
+from tinymail.proto.control import QueueAction, valid_qid
+from tinymail.queue.model import QueueState, RcptStatus
 from tinymail.queue.spool import CorruptQueueFile, Spool
+
+log = logging.getLogger("tinymail.queue")
 
 
 def format_queue(queue_dir: Path) -> str:
@@ -68,3 +78,27 @@ def show_item(queue_dir: Path, qid: str) -> str:
         head = f.read(min(env.size, 64 * 1024))
     header_block = head.split(b"\n\n", 1)[0].decode("utf-8", "replace")
     return "\n".join(lines) + "\n\n" + header_block + "\n"
+
+
+def change(spool: Spool, qid: str, action: QueueAction) -> QueueState | None:
+    """Delete, hold or release `qid` (blocking); the new state, None once deleted.
+
+    DELETE removes the message without a DSN (as `postsuper -d`). HOLD keeps it out of delivery;
+    RELEASE clears that, keeping its retry schedule (due at once when its next attempt passed).
+    Raises LookupError when `qid` is not a queued message (a corrupt file is left to the runner).
+    """
+    if not valid_qid(qid):  # a spool file name: never a path
+        raise LookupError(qid)
+    try:
+        item = spool.load(qid)
+    except (FileNotFoundError, CorruptQueueFile):
+        raise LookupError(qid) from None
+    if action is QueueAction.DELETE:
+        spool.remove(qid, durable=True)
+        log.info("qid=%s removed by the administrator (queue delete, no DSN)", qid)
+        return None
+    state = replace(item.state, hold=action is QueueAction.HOLD)
+    if state != item.state:
+        spool.save_state(qid, state)
+    log.info("qid=%s %s by the administrator", qid, "held" if state.hold else "released")
+    return state

@@ -8,6 +8,8 @@ from typing import Any
 
 
 class RcptStatus(enum.Enum):
+    """Where one recipient's delivery stands."""
+
     PENDING = "pending"
     SENT = "sent"  # delivered (local store fsynced, or 2xx from the next hop)
     FAILED = "failed"  # permanent failure or expired; a DSN was queued (or not owed)
@@ -15,6 +17,8 @@ class RcptStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
+    """One envelope recipient and where its delivery stands."""
+
     address: str
     status: RcptStatus = RcptStatus.PENDING
     attempts: int = 0

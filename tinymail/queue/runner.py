@@ -11,7 +11,16 @@ Theory:
   the remote courier when there is one, else stay queued.
 - Outcomes land in the state file before anything else happens, so a crash
   repeats a delivery (at-least-once) and never loses one. A message leaves the
-  spool only when every recipient is sent or failed-and-bounced.
+  spool only when every recipient is sent or failed-and-bounced, or when an
+  administrator deletes it.
+- Admin changes (`change`: delete, hold, release) never race an attempt: the
+  message is fenced (no new attempt starts), a running attempt is waited for
+  (it is not cancelled: a half-sent DATA would only be sent again), then the
+  change is applied to the spool and only then acknowledged. So once `delete`
+  or `hold` has returned, no attempt on that message is running or will start;
+  what the attempt in flight delivered stays delivered. A notify or due time
+  that arrives while fenced is replayed afterwards (a deleted message is then
+  simply gone, a held one skipped).
 """
 
 from __future__ import annotations
@@ -20,17 +29,21 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import trio
 
 from tinymail.delivery.courier import Outcome, Status
 from tinymail.delivery.local import LocalDelivery, LocalResult
-from tinymail.delivery.resolve import split_address
+from tinymail.mail.dsn import DsnKind
+from tinymail.proto.control import QueueAction
+from tinymail.queue.bounce import queue_dsn
 from tinymail.queue.groupsync import GroupSync
-from tinymail.queue.model import QueueItem, RcptStatus, Recipient
+from tinymail.queue.mailq import change
+from tinymail.queue.model import QueueItem, QueueState, RcptStatus, Recipient
+from tinymail.queue.schedule import Action, RetryPolicy, plan_retry
 from tinymail.queue.spool import CorruptQueueFile, Spool, read_content
 
 log = logging.getLogger("tinymail.queue")
@@ -42,20 +55,6 @@ class RemoteCourier(Protocol):
     async def deliver(self, item: QueueItem, recipients: Sequence[str]) -> dict[str, Outcome]: ...
 
 
-Bouncer = Callable[[QueueItem, Sequence[Recipient], str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    retry_min: float = 300.0
-    retry_max: float = 3600.0
-    lifetime: float = 5 * 86400.0
-
-    def next_delay(self, attempts: int) -> float:
-        """Exponential backoff from retry_min, capped at retry_max."""
-        return min(self.retry_max, self.retry_min * 2.0 ** max(0, attempts - 1))
-
-
 class QueueRunner:
     """Delivers queued messages; see the module docstring."""
 
@@ -64,24 +63,26 @@ class QueueRunner:
         spool: Spool,
         local: Callable[[], LocalDelivery],
         *,
-        is_local_domain: Callable[[str], bool],
-        retry: RetryPolicy = RetryPolicy(),
+        hostname: str,
+        is_local: Callable[[str], bool],
+        retry: RetryPolicy,
         remote: RemoteCourier | None = None,
-        bounce: Bouncer | None = None,
         concurrency: int = 16,
         group_sync: GroupSync | None = None,
     ):
         self.spool = spool
         self._local = local
-        self._is_local_domain = is_local_domain
+        self._hostname = hostname
+        self._is_local = is_local
         self._retry = retry
         self._remote = remote
-        self._bounce = bounce
         self._limiter = trio.CapacityLimiter(concurrency)
         self._sync = group_sync or GroupSync()
         self._send, self._recv = trio.open_memory_channel[tuple[str, bool]](math.inf)
         self._due: list[tuple[float, str]] = []
-        self._busy: set[str] = set()
+        self._sleep: trio.CancelScope | None = None  # the run loop's wait for the next due time
+        self._busy: dict[str, trio.Event] = {}  # qid -> set when its attempt ends
+        self._fenced: dict[str, int] = {}  # qid -> admin changes waiting for or applying
         self._again: dict[str, bool] = {}
         self.idle = trio.Event()
 
@@ -95,6 +96,27 @@ class QueueRunner:
         for qid in qids:
             self.notify(qid, force=True)
 
+    async def change(self, qid: str, action: QueueAction) -> QueueState | None:
+        """Delete, hold or release `qid` between attempts (see the module docstring).
+
+        Returns the new state (None once deleted); raises LookupError when `qid` is not queued,
+        which includes a message whose attempt in flight finished delivering it.
+        """
+        self._fenced[qid] = self._fenced.get(qid, 0) + 1
+        try:
+            while (running := self._busy.get(qid)) is not None:
+                await running.wait()
+            state = await trio.to_thread.run_sync(change, self.spool, qid, action)
+        finally:
+            self._fenced[qid] -= 1
+            if not self._fenced[qid]:
+                del self._fenced[qid]
+                if qid in self._again:  # replay what arrived while fenced
+                    self.notify(qid, force=self._again.pop(qid))
+        if action is QueueAction.RELEASE:
+            self.notify(qid)  # back on its schedule: due now, or queued for its time
+        return state
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve forever: scan the spool, then deliver new and due messages."""
         qids = await trio.to_thread.run_sync(self.spool.scan)
@@ -104,7 +126,7 @@ class QueueRunner:
             task_status.started()
             while True:
                 wait = self._due[0][0] - time.time() if self._due else math.inf
-                with trio.move_on_after(max(0.0, wait)):
+                with trio.move_on_after(max(0.0, wait)) as self._sleep:
                     qid, force = await self._recv.receive()
                     self._start(nursery, qid, force)
                     continue
@@ -113,12 +135,22 @@ class QueueRunner:
                     _, qid = heapq.heappop(self._due)
                     self._start(nursery, qid, False)
 
+    def _schedule(self, when: float, qid: str) -> None:
+        """Attempt `qid` at wall-clock time `when`."""
+        heapq.heappush(self._due, (when, qid))
+        # The run loop sleeps until the earliest due time it knew of (or forever): wake it
+        # sooner when this one comes first.
+        if self._sleep is not None:
+            wake = trio.current_time() + max(0.0, when - time.time())
+            self._sleep.deadline = min(self._sleep.deadline, wake)
+
     def _start(self, nursery: trio.Nursery, qid: str, force: bool) -> None:
-        if qid in self._busy:
+        if qid in self._busy or qid in self._fenced:
             self._again[qid] = self._again.get(qid, False) or force
             return
-        self._busy.add(qid)
-        self.idle = trio.Event()
+        self._busy[qid] = trio.Event()
+        if self.idle.is_set():  # keep the event a waiter holds until all work is done
+            self.idle = trio.Event()
         nursery.start_soon(self._run_one, nursery, qid, force)
 
     async def _run_one(self, nursery: trio.Nursery, qid: str, force: bool) -> None:
@@ -127,69 +159,66 @@ class QueueRunner:
                 await self._process(qid, force)
         except Exception:
             log.exception("qid=%s delivery attempt failed internally; retrying later", qid)
-            heapq.heappush(self._due, (time.time() + self._retry.retry_min, qid))
+            self._schedule(time.time() + self._retry.retry_min, qid)
         finally:
-            self._busy.discard(qid)
+            self._busy.pop(qid).set()
             if qid in self._again:
                 self._start(nursery, qid, self._again.pop(qid))
             elif not self._busy:
                 self.idle.set()
 
     async def _process(self, qid: str, force: bool) -> None:
+        now = time.time()
+        delivery = self._local()
+
+        def load_and_deliver_local() -> tuple[QueueItem, LocalResult | None]:
+            # One thread hop for the common case: read the queue file, deliver locally.
+            item = self.spool.load(qid)
+            if not self._due_now(item, now, force):
+                return item, None
+            local = [r.address for r in item.state.pending if self._is_local(r.address)]
+            if not local:
+                return item, LocalResult()
+            return item, delivery.deliver(item.envelope.sender, local, read_content(item))
+
         try:
-            item = await trio.to_thread.run_sync(self.spool.load, qid)
+            item, result = await trio.to_thread.run_sync(load_and_deliver_local)
         except FileNotFoundError:
             return  # delivered or deleted meanwhile
         except CorruptQueueFile as exc:
             await trio.to_thread.run_sync(self.spool.quarantine, qid, str(exc))
             return
-        state = item.state
-        if state.hold:
+        if result is None:
+            if not item.state.hold:
+                self._schedule(item.state.next_attempt, qid)
             return
-        now = time.time()
-        if not force and state.next_attempt > now:
-            heapq.heappush(self._due, (state.next_attempt, qid))
-            return
-        pending = [r.address for r in state.pending]
-        local = [a for a in pending if self._is_local(a)]
-        remote = [a for a in pending if not self._is_local(a)]
-        outcomes: dict[str, Outcome] = {}
-        forwards: dict[str, tuple[str, ...]] = {}
-        if local:
-            result = await self._deliver_local(item, local)
-            outcomes.update(result.outcomes)
-            forwards = result.forwards
+        if result.dirs_to_sync:
+            await self._sync_mailboxes(result)
+        outcomes = dict(result.outcomes)
+        remote = [r.address for r in item.state.pending if not self._is_local(r.address)]
         if remote and self._remote is not None:
             outcomes.update(await self._remote.deliver(item, remote))
         elif remote:
             waiting = Outcome(Status.TEMP, "4.4.0", "outbound delivery is not available yet")
             outcomes.update(dict.fromkeys(remote, waiting))
-        for rcpt, targets in forwards.items():
-            if outcomes.get(rcpt, Outcome(Status.OK, "", "")).status is Status.OK:
+        for rcpt, targets in result.forwards.items():
+            if outcomes[rcpt].status is Status.OK:
                 await self._forward(item, rcpt, targets)
         await self._record(item, outcomes, now)
 
-    def _is_local(self, address: str) -> bool:
-        _, domain = split_address(address)
-        return not domain or self._is_local_domain(domain)
+    @staticmethod
+    def _due_now(item: QueueItem, now: float, force: bool) -> bool:
+        return not item.state.hold and (force or item.state.next_attempt <= now)
 
-    async def _deliver_local(self, item: QueueItem, rcpts: list[str]) -> LocalResult:
-        delivery = self._local()
-
-        def work() -> LocalResult:
-            content = read_content(item)
-            return delivery.deliver(item.envelope.sender, rcpts, content)
-
-        result = await trio.to_thread.run_sync(work)
-        if result.dirs_to_sync:
-            try:
-                await self._sync.sync_all(result.dirs_to_sync)
-            except OSError as exc:
-                failed = Outcome(Status.TEMP, "4.3.0", f"mailbox fsync failed: {exc}", "local")
-                result.outcomes = {
-                    r: failed if o.status is Status.OK else o for r, o in result.outcomes.items()
-                }
-        return result
+    async def _sync_mailboxes(self, result: LocalResult) -> None:
+        """Group-fsync the new/ dirs written; if that fails, no local outcome counts."""
+        try:
+            await self._sync.sync_all(result.dirs_to_sync)
+        except OSError as exc:
+            failed = Outcome(Status.TEMP, "4.3.0", f"mailbox fsync failed: {exc}", "local")
+            result.outcomes = {
+                r: failed if o.status is Status.OK else o for r, o in result.outcomes.items()
+            }
 
     async def _forward(self, item: QueueItem, rcpt: str, targets: tuple[str, ...]) -> None:
         def work() -> str:
@@ -204,9 +233,10 @@ class QueueRunner:
         self.notify(new_qid)
 
     async def _record(self, item: QueueItem, outcomes: dict[str, Outcome], now: float) -> None:
+        """Apply outcomes, send DSNs owed, then save the state (DSN first: never lost)."""
+        env = item.envelope
         state = item.state
         failed: list[Recipient] = []
-        delay = now - item.envelope.arrival
         for rcpt, outcome in outcomes.items():
             old = next(r for r in state.recipients if r.address == rcpt)
             status = {
@@ -214,8 +244,6 @@ class QueueRunner:
                 Status.PERM: RcptStatus.FAILED,
                 Status.TEMP: RcptStatus.PENDING,
             }[outcome.status]
-            if status is RcptStatus.PENDING and now - item.envelope.arrival > self._retry.lifetime:
-                status = RcptStatus.FAILED
             new = replace(
                 old,
                 status=status,
@@ -226,33 +254,77 @@ class QueueRunner:
             state = state.with_recipient(new)
             if status is RcptStatus.FAILED:
                 failed.append(new)
-            log.info(
-                "qid=%s to=<%s> relay=%s delay=%.2f dsn=%s status=%s (%s)",
-                item.qid,
-                rcpt,
-                outcome.relay or "none",
-                delay,
-                outcome.dsn,
-                "bounced" if status is RcptStatus.FAILED else outcome.log_status,
-                outcome.reply,
+        state = replace(state, attempts=state.attempts + 1)
+        delayed: list[Recipient] = []
+        expired: list[Recipient] = []
+        if not state.done:
+            plan = plan_retry(
+                self._retry,
+                queued_at=env.arrival,
+                now=now,
+                attempts=state.attempts,
+                warned=state.warned,
             )
+            if plan.action is Action.GIVE_UP:
+                state, expired = _expire(state)
+                failed += expired
+            else:
+                state = replace(state, next_attempt=plan.next_at)
+                if plan.warn:
+                    delayed = list(state.pending)
+                    state = replace(state, warned=True)
+        # One line per recipient and attempt; the attempt that hits the lifetime says bounced.
+        gave_up = {r.address: r for r in expired}
+        for rcpt, outcome in outcomes.items():
+            if rcpt in gave_up:
+                outcome = Outcome(Status.PERM, "4.4.7", gave_up[rcpt].last_error, outcome.relay)
+            self._log(item, rcpt, outcome, now)
         if failed:
-            await self._send_bounce(item, failed)
+            await self._queue_dsn(item, failed, DsnKind.FAILED)
+        if delayed:
+            until = env.arrival + self._retry.lifetime
+            await self._queue_dsn(item, delayed, DsnKind.DELAYED, until)
         if state.done:
             await trio.to_thread.run_sync(self.spool.remove, item.qid)
             log.info("qid=%s removed", item.qid)
             return
-        attempts = state.attempts + 1 if outcomes else state.attempts
-        due = now + self._retry.next_delay(max(1, attempts))
-        state = replace(state, attempts=attempts, next_attempt=due)
         await trio.to_thread.run_sync(self.spool.save_state, item.qid, state)
-        heapq.heappush(self._due, (due, item.qid))
+        self._schedule(state.next_attempt, item.qid)
 
-    async def _send_bounce(self, item: QueueItem, failed: list[Recipient]) -> None:
-        if item.envelope.sender == "":
-            log.info("qid=%s null sender: no bounce for %d recipients", item.qid, len(failed))
-            return
-        if self._bounce is None:
-            log.error("qid=%s cannot bounce: no bounce service configured", item.qid)
-            return
-        await self._bounce(item, failed, "failed")
+    def _log(self, item: QueueItem, rcpt: str, outcome: Outcome, now: float) -> None:
+        log.info(
+            "qid=%s to=<%s> relay=%s delay=%.2f dsn=%s status=%s (%s)",
+            item.qid,
+            rcpt,
+            outcome.relay or "none",
+            now - item.envelope.arrival,
+            outcome.dsn,
+            outcome.log_status,
+            outcome.reply,
+        )
+
+    async def _queue_dsn(
+        self,
+        item: QueueItem,
+        recipients: list[Recipient],
+        kind: DsnKind,
+        retry_until: float | None = None,
+    ) -> None:
+        qid = await trio.to_thread.run_sync(
+            lambda: queue_dsn(
+                self.spool, self._hostname, item, recipients, kind, retry_until=retry_until
+            )
+        )
+        if qid is not None:
+            self.notify(qid)
+
+
+def _expire(state: QueueState) -> tuple[QueueState, list[Recipient]]:
+    """Give up on every pending recipient: the lifetime is over (RFC 3463 4.4.7)."""
+    expired = []
+    for r in state.pending:
+        why = f"delivery time expired; last error: {r.last_error or 'none'}"
+        new = replace(r, status=RcptStatus.FAILED, dsn="4.4.7", last_error=why)
+        state = state.with_recipient(new)
+        expired.append(new)
+    return state, expired

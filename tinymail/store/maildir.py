@@ -30,10 +30,13 @@ MAILDIR_SUBDIRS = ("cur", "new", "tmp")
 
 def ensure_maildir(path: Path) -> None:
     """Create a Maildir (tmp, new, cur; mode 0700) if it does not exist."""
-    if (path / "new").is_dir() and (path / "tmp").is_dir() and (path / "cur").is_dir():
-        return
     for sub in MAILDIR_SUBDIRS:
         (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+# Delivery targets seen complete in this process, so delivery does not stat three
+# directories per message. Only deliver() trusts it, and forgets an entry on any error.
+_known_maildirs: set[Path] = set()
 
 
 def unique_name(size: int, vsize: int) -> str:
@@ -60,10 +63,16 @@ def deliver(maildirs: Sequence[Path], content: bytes) -> list[Path]:
     if not maildirs:
         return []
     for md in maildirs:
-        ensure_maildir(md)
+        if md not in _known_maildirs:
+            ensure_maildir(md)
+            _known_maildirs.add(md)
     name = unique_name(len(content), len(content) + content.count(b"\n"))
     tmp = maildirs[0] / "tmp" / name
-    write_file_synced(tmp, content)
+    try:
+        write_file_synced(tmp, content)
+    except FileNotFoundError:
+        _known_maildirs.difference_update(maildirs)  # removed behind our back: recreate next time
+        raise
     made: list[Path] = []
     try:
         for md in maildirs:
@@ -73,6 +82,7 @@ def deliver(maildirs: Sequence[Path], content: bytes) -> list[Path]:
     except BaseException:
         for path in made:
             unlink_quietly(path)
+        _known_maildirs.difference_update(maildirs)
         raise
     finally:
         unlink_quietly(tmp)

@@ -1,8 +1,8 @@
 """The users file: one `ADDRESS:{SCHEME}HASH[:extra]` per line (Dovecot passwd-file shape).
 
-Rules: passwords are hashed with scrypt (stdlib hashlib) and a per-user salt;
-the parameters travel in the hash string so they can be raised later without
-breaking old entries. Verification is constant-time (hmac.compare_digest).
+Rules: password hashing and the accepted schemes live in `passwords.py` (scrypt
+for new entries; Dovecot's SHA-crypt and friends accepted, so a Dovecot
+passwd-file works as is); this module only reads and writes the file.
 The file is rewritten atomically with mode 0600 under an flock, and the running
 server re-reads it when its stat signature changes, so no restart is needed.
 An entry without "@" is a bare local part, valid in every local domain.
@@ -10,10 +10,8 @@ An entry without "@" is a bare local part, valid in every local domain.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import hashlib
 import hmac
 import logging
 import os
@@ -22,11 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# Re-exported: callers and tests that know the users file also know these names.
+from tinymail.store.passwords import SCRYPT_LN as SCRYPT_LN
+from tinymail.store.passwords import hash_password as hash_password
+from tinymail.store.passwords import verify_password as verify_password
 from tinymail.store.safeio import atomic_replace
-
-# scrypt cost: 2**14 x 8 x 1 is 16 MiB and ~40 ms here, the interactive-login
-# level of the scrypt paper; successful logins are cached in memory (UserDB).
-SCRYPT_LN, SCRYPT_R, SCRYPT_P = 14, 8, 1
 
 log = logging.getLogger("tinymail.users")
 
@@ -40,60 +38,6 @@ class User:
     address: str
     password_hash: str
     extra: str = ""
-
-
-def hash_password(password: str) -> str:
-    """Hash `password` as `{SCRYPT}ln=..,r=..,p=..$salt$hash` (base64, no padding)."""
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, SCRYPT_LN, SCRYPT_R, SCRYPT_P)
-    return f"{{SCRYPT}}ln={SCRYPT_LN},r={SCRYPT_R},p={SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Check `password` against a stored `{SCHEME}...` string in constant time."""
-    scheme, _, rest = stored[1:].partition("}") if stored.startswith("{") else ("", "", "")
-    scheme = scheme.upper()
-    if scheme == "SCRYPT":
-        try:
-            params, salt_b64, digest_b64 = rest.split("$")
-            kv = dict(item.split("=", 1) for item in params.split(","))
-            ln, r, p = int(kv["ln"]), int(kv["r"]), int(kv["p"])
-            salt, expected = _unb64(salt_b64), _unb64(digest_b64)
-        except (ValueError, KeyError):
-            return False
-        if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16) or not salt or not expected:
-            return False
-        if 128 * r * (1 << ln) > 1 << 30:  # over 1 GiB of scrypt memory: not a hash we wrote
-            return False
-        try:
-            actual = _scrypt(password, salt, ln, r, p, len(expected))
-        except (ValueError, MemoryError):
-            return False
-        return hmac.compare_digest(actual, expected)
-    if scheme in ("PLAIN", "CLEARTEXT"):
-        return hmac.compare_digest(password.encode(), rest.encode())
-    return False
-
-
-def _scrypt(password: str, salt: bytes, ln: int, r: int, p: int, dklen: int = 32) -> bytes:
-    n = 1 << ln
-    return hashlib.scrypt(
-        password.encode("utf-8"),
-        salt=salt,
-        n=n,
-        r=r,
-        p=p,
-        maxmem=2 * 128 * n * r + (1 << 20),
-        dklen=dklen,
-    )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
 def validate_address(address: str) -> str:

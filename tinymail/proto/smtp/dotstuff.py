@@ -55,7 +55,7 @@ class DotDecoder:
         buf = self._pending + data
         self._pending = b""
         out: list[bytes] = []
-        pos, end = 0, len(buf)
+        pos, end = self._bulk(buf, out), len(buf)
         while pos < end:
             if self._line_start and buf[pos] == 0x2E:  # "." at a line start
                 head = buf[pos : pos + 3]
@@ -83,6 +83,29 @@ class DotDecoder:
         if not self.done and self.size > self.max_size:
             self._refuse(DataProblem.TOO_BIG)
         return b"" if self.problem is not None else b"".join(out)
+
+    def _bulk(self, buf: bytes, out: list[bytes]) -> int:
+        """Take the leading run of whole lines that need no per-line care; return its length.
+
+        Most of a message is plain lines: no dot at a line start, no bare CR, short lines.
+        They are decoded with one replace() instead of line by line; anything else (and the
+        terminator) is left to the line loop, which gives the same result more slowly.
+        """
+        if not self._line_start or self.problem is not None or buf[:1] == b".":
+            return 0
+        dot_line = buf.find(b"\n.")
+        stop = dot_line + 1 if dot_line >= 0 else buf.rfind(b"\n") + 1
+        if stop <= 0:
+            return 0
+        region = buf[:stop]
+        if region.count(b"\r") != region.count(b"\r\n"):
+            return 0  # a bare CR: the line loop refuses the message
+        if len(region) > self.max_line and max(map(len, region.split(b"\n"))) > self.max_line:
+            return 0
+        out.append(region.replace(b"\r\n", b"\n"))
+        self._after_crlf = region.endswith(b"\r\n")
+        self._line_len = 0
+        return stop
 
     def _content(self, segment: bytes, line_end: bytes, out: list[bytes]) -> None:
         if self.problem is not None:

@@ -1,0 +1,220 @@
+"""Header completion, -t extraction, Bcc removal, input framing, name quoting."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinymail.mail.compose import (
+    ComposeError,
+    compose,
+    format_mailbox,
+    frame_input,
+    parse_recipient_argument,
+    qualify,
+)
+
+DATE = "Tue, 24 Nov 2026 18:40:00 +0000"
+MID = "<20261124184000.QID@mx.example.test>"
+
+
+def run(
+    message: bytes, *, extract: bool = False, name: str | None = None
+) -> tuple[bytes, tuple[str, ...]]:
+    c = compose(
+        message,
+        extract=extract,
+        from_address="alice@mx.example.test",
+        full_name=name,
+        date=DATE,
+        message_id=MID,
+    )
+    return c.content, c.header_recipients
+
+
+def test_missing_headers_are_added_and_the_rest_is_byte_exact() -> None:
+    message = b"Subject: hi\nX-Odd:  spaces kept \n\tfolded\n\nbody\n\n.. dots\n"
+    content, _ = run(message)
+    head, body = content.split(b"\n\n", 1)
+    assert head == (
+        b"Subject: hi\nX-Odd:  spaces kept \n\tfolded\n"
+        b"Date: " + DATE.encode() + b"\nMessage-ID: " + MID.encode() + b"\n"
+        b"From: alice@mx.example.test"
+    )
+    assert body == b"body\n\n.. dots\n"
+
+
+def test_present_headers_are_not_duplicated() -> None:
+    message = b"From: x@y.test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nmessage-id: <a@b>\n\nb\n"
+    assert run(message)[0] == message
+
+
+def test_message_without_headers_gets_a_separating_empty_line() -> None:
+    content, _ = run(b"just a body line\nsecond\n")
+    assert content.endswith(b"From: alice@mx.example.test\n\njust a body line\nsecond\n")
+
+
+def test_empty_message() -> None:
+    content, _ = run(b"")
+    assert content == (
+        b"Date: "
+        + DATE.encode()
+        + b"\nMessage-ID: "
+        + MID.encode()
+        + b"\nFrom: alice@mx.example.test\n\n"
+    )
+
+
+def test_prepend_goes_first() -> None:
+    c = compose(
+        b"Subject: s\n\nb\n",
+        extract=False,
+        from_address="a@b.test",
+        full_name=None,
+        date=DATE,
+        message_id=MID,
+        prepend=b"Received: by h\n\tid Q; d\n",
+    )
+    assert c.content.startswith(b"Received: by h\n\tid Q; d\nSubject: s\n")
+
+
+def test_extract_to_cc_bcc_and_remove_bcc() -> None:
+    message = (
+        b'To: Ann <ann@x.test>, bob@x.test\nCc: "Carl, Jr" <carl@x.test>,\n dave\n'
+        b"Bcc: hidden@x.test\nSubject: s\nbcc: also@x.test\n\nbody\n"
+    )
+    content, rcpts = run(message, extract=True)
+    assert rcpts == (
+        "ann@x.test",
+        "bob@x.test",
+        "carl@x.test",
+        "dave",
+        "hidden@x.test",
+        "also@x.test",
+    )
+    assert b"hidden" not in content and b"also@" not in content
+    assert b'To: Ann <ann@x.test>, bob@x.test\nCc: "Carl, Jr" <carl@x.test>,\n dave\n' in content
+
+
+def test_without_extract_bcc_stays_as_postfix_does() -> None:
+    content, rcpts = run(b"Bcc: hidden@x.test\n\nb\n")
+    assert rcpts == () and b"Bcc: hidden@x.test\n" in content
+
+
+def test_extract_prefers_resent_fields() -> None:
+    message = (
+        b"To: old@x.test\nResent-To: new@x.test\nResent-Bcc: secret@x.test\n"
+        b"Resent-From: fwd@x.test\n\nb\n"
+    )
+    content, rcpts = run(message, extract=True)
+    assert rcpts == ("new@x.test", "secret@x.test")
+    assert b"secret" not in content
+    # Resent mode: Resent-Date and Resent-Message-ID are completed, not Date/From.
+    assert b"Resent-Date: " + DATE.encode() in content
+    assert b"Resent-Message-ID: " + MID.encode() in content
+    assert b"\nFrom:" not in content and b"\nDate:" not in content
+
+
+def test_extract_skips_groups() -> None:
+    _, rcpts = run(
+        b"To: undisclosed-recipients:;\nCc: team: a@x.test, b@x.test;\n\nb\n", extract=True
+    )
+    assert rcpts == ("a@x.test", "b@x.test")
+
+
+def test_from_uses_full_name() -> None:
+    content, _ = run(b"\nb\n", name="Cron Daemon")
+    assert b"From: Cron Daemon <alice@mx.example.test>\n" in content
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("CronDaemon", "CronDaemon <a@b.test>"),
+        ('Doe, "J" \\', '"Doe, \\"J\\" \\\\" <a@b.test>'),
+        ("<root@evil>", '"<root@evil>" <a@b.test>'),
+        ("Jürgen", "=?utf-8?b?SsO8cmdlbg==?= <a@b.test>"),
+    ],
+)
+def test_full_name_quoting(name: str, written: str) -> None:
+    assert format_mailbox("a@b.test", name) == written
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=120).filter(lambda s: s.isprintable()))
+def test_any_printable_name_round_trips_and_stays_one_field(name: str) -> None:
+    content, _ = run(b"Subject: s\n\nbody\n", name=name)
+    head = content.split(b"\n\n", 1)[0]
+    assert head.count(b"\nFrom: ") == 1
+    parsed = email.message_from_bytes(content, policy=email.policy.default)
+    assert parsed["From"].addresses[0].addr_spec == "alice@mx.example.test"
+    # White space is not significant in two places, so compare without it there: runs of it in
+    # an unquoted phrase are folding white space (RFC 5322 3.2.2), and between adjacent
+    # encoded-words it must be ignored (RFC 2047 6.2), which CPython's parser does not always do
+    # when the words were folded onto two lines.
+    shown = parsed["From"].addresses[0].display_name
+    if name.isascii():
+        assert " ".join(shown.split()) == " ".join(name.split())
+    else:
+        assert "".join(shown.split()) == "".join(name.split())
+    assert list(parsed.keys()) == ["Subject", "Date", "Message-ID", "From"]
+
+
+def test_control_character_in_name_is_refused() -> None:
+    with pytest.raises(ComposeError):
+        format_mailbox("a@b.test", "x\nBcc: y@z")
+
+
+@pytest.mark.parametrize(
+    ("raw", "ignore_dots", "framed"),
+    [
+        (b"a\r\nb\r\n", True, b"a\nb\n"),
+        (b"a\nb", True, b"a\nb\n"),
+        (b"a\n.\nb\n", False, b"a\n"),
+        (b"a\r\n.\r\nb\r\n", False, b"a\n"),
+        (b"a\n.\nb\n", True, b"a\n.\nb\n"),
+        (b".\nrest\n", False, b""),
+        (b"a\n.", False, b"a\n"),
+        (b"a\n..\nb\n", False, b"a\n..\nb\n"),
+        (b"From someone Tue Nov 24\nSubject: x\n", True, b"Subject: x\n"),
+        (b"", False, b""),
+    ],
+)
+def test_frame_input(raw: bytes, ignore_dots: bool, framed: bytes) -> None:
+    assert frame_input(raw, ignore_dots=ignore_dots) == framed
+
+
+@pytest.mark.parametrize(
+    ("arg", "found"),
+    [
+        ("root", ["root"]),
+        ("a@x.test, b@x.test", ["a@x.test", "b@x.test"]),
+        ("Ann <ann@x.test>", ["ann@x.test"]),
+    ],
+)
+def test_recipient_arguments_are_address_lists(arg: str, found: list[str]) -> None:
+    assert parse_recipient_argument(arg) == found
+
+
+@pytest.mark.parametrize(
+    ("address", "qualified"),
+    [
+        ("root", "root@h.test"),
+        ("a@x.test", "a@x.test"),
+        ('"a b"@x.test', '"a b"@x.test'),
+        ("jürgen@bücher.de", "jürgen@bücher.de"),
+        ("a@[192.0.2.1]", "a@[192.0.2.1]"),
+    ],
+)
+def test_qualify(address: str, qualified: str) -> None:
+    assert qualify(address, "h.test") == qualified
+
+
+@pytest.mark.parametrize("address", ["a b@x", "a@", "@x", "a@b..c", "a\n@b", "a@b@c@", "<a@b>"])
+def test_qualify_refuses_junk(address: str) -> None:
+    with pytest.raises(ComposeError):
+        qualify(address, "h.test")

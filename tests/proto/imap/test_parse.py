@@ -1,0 +1,87 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinymail.proto.imap.parse import Atom, Command, ParseError, PList, Str, parse_command
+from tinymail.proto.imap.reader import Frame
+
+
+def cmd(line: bytes, *literals: bytes) -> Command:
+    parts = line.split(b"\n")
+    return parse_command(Frame(tuple(parts), literals))
+
+
+def test_atoms_strings_lists() -> None:
+    c = cmd(b"a1 STORE 1:* +FLAGS.SILENT (\\Seen $Junk)")
+    assert c == Command(
+        "a1",
+        "STORE",
+        False,
+        (Atom("1:*"), Atom("+FLAGS.SILENT"), PList((Atom("\\Seen"), Atom("$Junk")))),
+    )
+
+
+def test_quoted_and_literal() -> None:
+    c = cmd(b'x LOGIN "bo\\"b" {2}\n', b"pw")
+    assert c.args == (Str(b'bo"b'), Str(b"pw"))
+
+
+def test_uid_command_and_sections() -> None:
+    c = cmd(b"t uid fetch 1:5 (UID BODY.PEEK[HEADER.FIELDS (From To)]<0.100> FLAGS)")
+    assert c.uid and c.name == "FETCH"
+    assert c.args[1] == PList(
+        (Atom("UID"), Atom("BODY.PEEK[HEADER.FIELDS (From To)]<0.100>"), Atom("FLAGS"))
+    )
+
+
+def test_literal_inside_list() -> None:
+    c = cmd(b"a SEARCH CHARSET UTF-8 (SUBJECT {4}\n)", "ü!".encode())
+    assert c.args[2] == PList((Atom("SUBJECT"), Str("ü!".encode())))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"+ NOOP",
+        b"a",
+        b'a LOGIN "x',
+        b"a X (",
+        b"a X )",
+        b"a X {3} y",
+        b'a X "\\q"',
+        b"a X BODY[",
+        b"a SEARCH " + b"(" * 100000 + b"ALL" + b")" * 100000,
+        b"a X \x01",
+    ],
+)
+def test_malformed(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        cmd(line)
+
+
+def test_error_carries_tag() -> None:
+    with pytest.raises(ParseError) as info:
+        cmd(b"tag7 X (")
+    assert info.value.tag == "tag7"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_never_raises_anything_else(data: bytes) -> None:
+    try:
+        c = parse_command(Frame((data,), ()))
+    except ParseError as exc:
+        assert exc.message
+    else:
+        assert c.tag and c.name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=30), min_size=1, max_size=5))
+def test_quoting_roundtrip(values: list[bytes]) -> None:
+    values = [v.replace(b"\r", b"").replace(b"\n", b"").replace(b"\0", b"") for v in values]
+    line = b"a X " + b" ".join(
+        b'"' + v.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"' for v in values
+    )
+    assert cmd(line).args == tuple(Str(v) for v in values)

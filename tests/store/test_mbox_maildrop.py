@@ -1,0 +1,62 @@
+"""POP3's maildrop view over Maildir and mbox: listing, read, \\Seen, delete, session lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tinymail.store import maildir, mbox
+from tinymail.store.layout import mailbox_path
+from tinymail.store.maildir_folders import MaildirStore
+from tinymail.store.maildrop import SessionLocks, open_maildrop
+from tinymail.store.mbox_folder import MboxFolder
+
+OWNER = "bob@example.test"
+MESSAGES = [b"Subject: a\n\nFrom the start\n", b"Subject: b\n\n>From quoted\nx\n"]
+
+
+def deliver(data_dir: Path, store_format: str, content: bytes) -> None:
+    if store_format == "mbox":
+        mbox.deliver(mbox.folder_path(data_dir, OWNER), content, "a@x")
+    else:
+        maildir.deliver([mailbox_path(data_dir, OWNER)], content)
+
+
+def flags_of(data_dir: Path, store_format: str, uid: int) -> frozenset[str] | None:
+    if store_format == "mbox":
+        return MboxFolder(mbox.folder_path(data_dir, OWNER)).flags(uid)
+    return MaildirStore(mailbox_path(data_dir, OWNER)).open("INBOX").flags(uid)
+
+
+@pytest.mark.parametrize("store_format", ["maildir", "mbox"])
+def test_listing_read_seen_delete(tmp_path: Path, store_format: str) -> None:
+    for content in MESSAGES:
+        deliver(tmp_path, store_format, content)
+    drop = open_maildrop(tmp_path, OWNER, store_format)
+    listing = drop.listing()
+    assert [m.size for m in listing] == [len(m) + m.count(b"\n") for m in MESSAGES]
+    assert len({m.uidvalidity for m in listing}) == 1 and listing[0].uidvalidity > 0
+    first, second = (m.uid for m in listing)
+    assert first < second
+    assert drop.read(second) == MESSAGES[1]  # byte-exact: mbox quoting undone
+    assert flags_of(tmp_path, store_format, second) == frozenset()
+    drop.mark_seen(second)
+    assert flags_of(tmp_path, store_format, second) == frozenset({"\\Seen"})
+    drop.delete([first])
+    assert drop.read(first) is None
+    again = open_maildrop(tmp_path, OWNER, store_format).listing()
+    assert [(m.uid, m.uidvalidity) for m in again] == [(second, listing[0].uidvalidity)]
+
+
+def test_mbox_inbox_location(tmp_path: Path) -> None:
+    deliver(tmp_path, "mbox", MESSAGES[0])
+    assert (tmp_path / "mail" / OWNER / "INBOX").is_file()
+    assert len(open_maildrop(tmp_path, OWNER, "mbox").listing()) == 1
+
+
+def test_session_locks() -> None:
+    locks = SessionLocks()
+    assert locks.acquire("a") and not locks.acquire("a") and locks.acquire("b")
+    locks.release("a")
+    assert locks.acquire("a")

@@ -1,0 +1,177 @@
+"""The trio adapter around the sans-I/O POP3 core: moves bytes, answers its decisions.
+
+Store calls (listing, reading, expunging) block on files, so they run in worker threads.
+The maildrop lock is taken when the password is right and released when the session ends,
+however it ends; deletions only happen in the UPDATE state (RFC 1939 §6).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from tinymail.net.abuse import AuthStatus
+from tinymail.net.context import ServiceContext
+from tinymail.proto import pop3
+from tinymail.store.layout import mailbox_path
+from tinymail.store.maildrop import Maildrop, SessionLocks, open_maildrop
+
+log = logging.getLogger("tinymail.pop3")
+
+COMMAND_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
+PREAUTH_TIMEOUT = 180.0  # research section 4: 3 minutes before login (Dovecot)
+
+#: RFC 1939 §4 exclusive access: one POP3 session per maildrop in this process.
+LOCKS = SessionLocks()
+
+
+async def handle_pop3(stream: trio.abc.Stream, peer: tuple[str, int], ctx: ServiceContext) -> None:
+    """Serve one POP3 connection until QUIT, timeout, error or shutdown."""
+    session = POP3Session(stream, peer, ctx)
+    try:
+        await session.run()
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            session.conn.shutdown()
+            await session.stream.send_all(session.conn.data_to_send())
+        raise
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        log.info("proto=pop3 client=[%s] connection lost", peer[0])
+    finally:
+        await session.cleanup()
+
+
+class POP3Session:
+    """One connection: the core, the stream and the maildrop once logged in."""
+
+    def __init__(self, stream: trio.abc.Stream, peer: tuple[str, int], ctx: ServiceContext):
+        self.stream = stream
+        self.peer = peer
+        self.ctx = ctx
+        tls_ok = ctx.tls is not None and not ctx.implicit_tls
+        self.conn = pop3.ServerConnection(
+            hostname=ctx.config.hostname,
+            tls_available=tls_ok,
+            tls_active=ctx.implicit_tls,
+            # Passwords only over TLS, except on loopback (SPEC; research 2.2 T5).
+            plaintext_auth=ctx.plaintext_auth_allowed(peer[0]),
+        )
+        self.maildrop: Maildrop | None = None
+        self.lock_key: str | None = None
+
+    async def run(self) -> None:
+        """The core/adapter loop of DESIGN.md."""
+        await self.stream.send_all(self.conn.greeting())
+        while True:
+            event = self.conn.next_event()
+            if event is pop3.NEED_DATA:
+                await self._flush()
+                self.conn.receive_data(await self._receive())
+            elif event is pop3.CLOSED:
+                await self._flush()
+                return
+            elif isinstance(event, pop3.StartTLS):
+                await self._start_tls()
+            else:
+                await self._decide(event)
+
+    async def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            await self.stream.send_all(out)
+
+    async def _receive(self) -> bytes:
+        timeout = COMMAND_TIMEOUT if self.maildrop is not None else PREAUTH_TIMEOUT
+        with trio.move_on_after(timeout):
+            return bytes(await self.stream.receive_some(65536))
+        self.conn.timeout()
+        log.info("proto=pop3 client=[%s] timeout", self.peer[0])
+        return b""
+
+    async def _start_tls(self) -> None:
+        await self._flush()
+        tls = self.ctx.tls
+        if tls is None:  # the core only offers STLS when we said TLS is available
+            raise RuntimeError("STLS without a TLS context")
+        ssl_stream = trio.SSLStream(self.stream, tls.context, server_side=True)
+        await ssl_stream.do_handshake()
+        self.stream = ssl_stream
+        self.conn.tls_started()
+
+    async def _decide(self, event: pop3.Decision) -> None:
+        try:
+            if isinstance(event, pop3.Authenticate):
+                await self._authenticate(event)
+            elif isinstance(event, pop3.OpenMaildrop):
+                await self._open(event.owner)
+            elif isinstance(event, pop3.FetchMessage):
+                await self._fetch(event)
+            elif isinstance(event, pop3.Update):
+                await self._update(event)
+        except Exception:  # a store failure (I/O, lock timeout, unparsable mbox) ends nothing
+            log.exception("proto=pop3 client=[%s] error answering %s", self.peer[0], event)
+            self._fail(event)
+
+    def _fail(self, event: pop3.Decision) -> None:
+        """Answer a decision whose store call failed with the core's temporary failure."""
+        if isinstance(event, pop3.Authenticate):
+            self.conn.auth_failed(temporary=True)
+        elif isinstance(event, pop3.OpenMaildrop):
+            self._release()
+            self.conn.maildrop_failed()
+        elif isinstance(event, pop3.FetchMessage):
+            self.conn.message_missing()
+        elif isinstance(event, pop3.Update):
+            self.conn.update_failed()
+
+    async def _authenticate(self, event: pop3.Authenticate) -> None:
+        # The one login path logs, delays and budgets failures (net/abuse.py).
+        result = await self.ctx.login(self.peer[0], event.username, event.password)
+        if result.owner is None:
+            self.conn.auth_failed(temporary=result.status is AuthStatus.REFUSED)
+            return
+        self.conn.auth_ok(result.owner)
+
+    async def _open(self, owner: str) -> None:
+        key = str(mailbox_path(self.ctx.config.data_dir, owner))
+        if not LOCKS.acquire(key):
+            self.conn.maildrop_in_use()
+            return
+        self.lock_key = key
+        cfg = self.ctx.config
+        drop = await trio.to_thread.run_sync(open_maildrop, cfg.data_dir, owner, cfg.store.format)
+        listing = await trio.to_thread.run_sync(drop.listing)
+        self.maildrop = drop
+        self.conn.maildrop_opened([pop3.MessageInfo(m.uid, m.uidvalidity, m.size) for m in listing])
+
+    async def _fetch(self, event: pop3.FetchMessage) -> None:
+        drop = self.maildrop
+        assert drop is not None  # the core only asks after maildrop_opened
+        data = await trio.to_thread.run_sync(drop.read, event.uid)
+        if data is None:
+            self.conn.message_missing()
+            return
+        if event.top_lines is None:
+            await trio.to_thread.run_sync(drop.mark_seen, event.uid)
+        self.conn.message(data)
+
+    async def _update(self, event: pop3.Update) -> None:
+        drop = self.maildrop
+        assert drop is not None
+        if event.deleted:
+            await trio.to_thread.run_sync(drop.delete, event.deleted)
+            log.info("proto=pop3 user=<%s> deleted=%d", event.owner, len(event.deleted))
+        self._release()
+        self.conn.update_done()
+
+    def _release(self) -> None:
+        if self.lock_key is not None:
+            LOCKS.release(self.lock_key)
+            self.lock_key = None
+
+    async def cleanup(self) -> None:
+        """Release the maildrop lock and close the stream."""
+        self._release()
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self.stream.aclose()

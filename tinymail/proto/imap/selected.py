@@ -1,0 +1,239 @@
+"""The selected state: one session's view of a mailbox and the commands that use it.
+
+Rules (RFC 3501 2.3.1.2, 5.2, 7.4.1):
+- The session keeps the UID tuple it last told the client about; sequence
+  numbers are positions in it. Updates from other sessions (new messages,
+  flag changes, expunges) are announced only between commands, and EXPUNGE
+  never while answering FETCH, STORE or SEARCH (their UID forms may).
+  Expunges are sent highest sequence number first, so every number is still
+  valid when the client reads it.
+- The session's own flag changes are not echoed again as updates.
+- \\Recent belongs to the one session that claimed the message (store).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+
+from tinymail.proto.imap import fetch, fetchdata
+from tinymail.proto.imap.search import Candidate, Key, matches, resolve_numbers
+from tinymail.proto.imap.seqset import SeqSet, format_set, select_indices, seq_out_of_range
+from tinymail.store.mailbox import SYSTEM_FLAGS, FlagMode, Mailbox, MailboxError
+
+_STRUCTURE = {True: fetch.structure_of(True), False: fetch.structure_of(False)}
+
+
+def _structure(cache: fetch.DerivedCache, uid: int, extensible: bool) -> bytes:
+    """BODYSTRUCTURE or BODY through the store's cache."""
+    return cache.derived(uid, "B" if extensible else "N", _STRUCTURE[extensible])
+
+
+class BadSequence(ValueError):
+    """A message sequence number names no message (tagged BAD)."""
+
+
+@dataclass(slots=True)
+class Selection:
+    """A selected (or examined) mailbox."""
+
+    mailbox: Mailbox
+    readonly: bool
+    uids: tuple[int, ...] = ()
+    modseq: int = 0
+    recent: set[int] = field(default_factory=set)
+    own: dict[int, int] = field(default_factory=dict)
+    keywords: tuple[str, ...] = ()
+
+    def _flags(self, uid: int) -> frozenset[str]:
+        flags = self.mailbox.flags(uid) or frozenset()
+        return flags | {"\\Recent"} if uid in self.recent else flags
+
+    def _flags_line(self) -> list[bytes]:
+        flags = " ".join((*SYSTEM_FLAGS, *self.keywords)).encode()
+        perm = flags + (b" \\*" if len(self.keywords) < 26 else b"")
+        return [
+            b"* FLAGS (" + flags + b")\r\n",
+            b"* OK [PERMANENTFLAGS (" + (perm if not self.readonly else b"") + b")] Flags\r\n",
+        ]
+
+    def open(self) -> list[bytes]:
+        """The untagged responses of SELECT/EXAMINE (RFC 3501 6.3.1)."""
+        view = self.mailbox.sync(claim_recent=not self.readonly)
+        self.uids, self.modseq, self.keywords = view.uids, view.modseq, view.keywords
+        self.recent = set(view.recent)
+        out = self._flags_line()
+        out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        out.append(b"* %d RECENT\r\n" % len(self.recent))
+        for seq, uid in enumerate(self.uids, 1):
+            flags = self.mailbox.flags(uid)
+            if flags is not None and "\\Seen" not in flags:
+                out.append(b"* OK [UNSEEN %d] First unseen\r\n" % seq)
+                break
+        out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % view.uidvalidity)
+        out.append(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % view.uidnext)
+        return out
+
+    def seq_of(self, uid: int) -> int:
+        """1-based sequence number of a UID in the session's view, 0 if absent."""
+        i = bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
+
+    def updates(self, allow_expunge: bool) -> list[bytes]:
+        """Untagged EXPUNGE / EXISTS / RECENT / FETCH for what changed since the last call."""
+        view = self.mailbox.sync(claim_recent=not self.readonly)
+        out: list[bytes] = []
+        if view.keywords != self.keywords:
+            self.keywords = view.keywords
+            out += self._flags_line()
+        self.recent |= view.recent
+        old = self.uids
+        if view.uids is not old:
+            current = set(view.uids)
+            known = set(old)
+            added = [u for u in view.uids if u not in known]
+            if allow_expunge:
+                gone = [i for i, uid in enumerate(old) if uid not in current]
+                for i in reversed(gone):
+                    out.append(b"* %d EXPUNGE\r\n" % (i + 1))
+                    self.recent.discard(old[i])
+                self.uids = view.uids  # shared with every other session at this state
+            else:
+                self.uids = old + tuple(added)  # expunged ones stay until allowed
+            if added:
+                out.append(b"* %d EXISTS\r\n" % len(self.uids))
+                out.append(b"* %d RECENT\r\n" % len(self.recent))
+        changes = self.mailbox.flag_changes(self.modseq)
+        if changes is None:
+            changes = [(uid, -1) for uid in self.uids]
+        reported = set()
+        for uid, seq in changes:
+            if self.own.get(uid) == seq or uid in reported:
+                continue
+            number = self.seq_of(uid)
+            flags = self.mailbox.flags(uid)
+            if number and flags is not None:
+                reported.add(uid)
+                out.append(
+                    b"* %d FETCH (FLAGS %s)\r\n" % (number, fetch.format_flags(self._flags(uid)))
+                )
+        self.own.clear()
+        self.modseq = view.modseq
+        return out
+
+    def indices(self, seqset: SeqSet, by_uid: bool) -> list[int]:
+        """0-based positions the set names; BadSequence for an unknown sequence number."""
+        if not by_uid and (not self.uids or seq_out_of_range(seqset, len(self.uids))):
+            raise BadSequence("Invalid message sequence number")
+        return select_indices(seqset, self.uids, by_uid)
+
+    def do_fetch(
+        self, seqset: SeqSet, items: list[fetch.FetchItem], by_uid: bool
+    ) -> Iterator[bytes]:
+        """FETCH / UID FETCH responses one by one (so they can stream out); sets \\Seen
+        where RFC 3501 6.4.5 says so. A bad set raises before the first response."""
+        positions = self.indices(seqset, by_uid)
+        mark_seen = fetch.sets_seen(items) and not self.readonly
+        if mark_seen and "FLAGS" not in items:
+            items = [*items, "FLAGS"]
+        box = self.mailbox
+        cache = box if isinstance(box, fetch.DerivedCache) else None
+        for i in positions:
+            uid = self.uids[i]
+            if box.flags(uid) is None:
+                continue  # expunged by another session: nothing to send (RFC 2180 4.1.2)
+            if mark_seen and "\\Seen" not in (box.flags(uid) or ()):
+                for u, (_flags, seq) in box.store_flags(
+                    [uid], frozenset({"\\Seen"}), FlagMode.ADD
+                ).items():
+                    self.own[u] = seq
+            data = fetch.MessageData(
+                uid=uid,
+                flags=partial(self._flags, uid),
+                size=partial(box.size, uid),
+                internal_date=partial(box.internal_date, uid),
+                envelope=partial(box.envelope, uid, fetchdata.envelope),
+                message=partial(box.read, uid),
+                structure=None if cache is None else partial(_structure, cache, uid),
+            )
+            try:
+                line = fetch.build_response(i + 1, items, data, by_uid)
+            except MailboxError:
+                continue  # vanished between the check and the read
+            yield line
+
+    def do_store(
+        self, seqset: SeqSet, mode: FlagMode, flags: frozenset[str], silent: bool, by_uid: bool
+    ) -> list[bytes]:
+        """STORE / UID STORE; returns the FETCH FLAGS responses unless .SILENT."""
+        if self.readonly:
+            raise MailboxError("READ-ONLY", "Mailbox is read-only")
+        flags = frozenset(f for f in flags if f.lower() != "\\recent")  # \\Recent is not storable
+        uids = [self.uids[i] for i in self.indices(seqset, by_uid)]
+        result = self.mailbox.store_flags(uids, flags, mode)
+        out = []
+        for uid, (_new, seq) in result.items():
+            self.own[uid] = seq
+            if not silent:
+                uid_part = b" UID %d" % uid if by_uid else b""
+                line = fetch.format_flags(self._flags(uid))
+                out.append(b"* %d FETCH (FLAGS %s%s)\r\n" % (self.seq_of(uid), line, uid_part))
+        return out
+
+    def do_search(self, key: Key, by_uid: bool) -> bytes:
+        """`* SEARCH ...` for the matching messages."""
+        box = self.mailbox
+        found = []
+        key = resolve_numbers(key, self.uids)
+        largest_uid = self.uids[-1] if self.uids else 0
+        for i, uid in enumerate(self.uids):
+            if box.flags(uid) is None:
+                continue
+            cand = Candidate(
+                seq=i + 1,
+                uid=uid,
+                largest_seq=len(self.uids),
+                largest_uid=largest_uid,
+                recent=uid in self.recent,
+                flags=partial(self._flags, uid),
+                size=partial(box.size, uid),
+                internal_date=partial(box.internal_date, uid),
+                read_header=partial(box.read_header, uid),
+                read_message=partial(box.read, uid),
+            )
+            try:
+                if matches(key, cand):
+                    found.append(uid if by_uid else i + 1)
+            except MailboxError:
+                continue
+        return b"* SEARCH" + b"".join(b" %d" % n for n in found) + b"\r\n"
+
+    def do_copy(self, seqset: SeqSet, target: Mailbox, by_uid: bool) -> tuple[str, list[int]]:
+        """COPY; returns the COPYUID response code text and the source UIDs copied."""
+        uids = [self.uids[i] for i in self.indices(seqset, by_uid)]
+        pairs = self.mailbox.copy_to(uids, target)
+        if not pairs:
+            return "", []
+        validity = target.sync(claim_recent=False).uidvalidity
+        src = format_set(p[0] for p in pairs)
+        dst = format_set(p[1] for p in pairs)
+        return f"COPYUID {validity} {src} {dst}", [p[0] for p in pairs]
+
+    def do_expunge(self, only: set[int] | None) -> list[bytes]:
+        """Remove \\Deleted messages (restricted to `only` for UID EXPUNGE) and report them."""
+        if self.readonly:
+            raise MailboxError("READ-ONLY", "Mailbox is read-only")
+        doomed = [
+            uid
+            for uid in self.uids
+            if (only is None or uid in only) and "\\Deleted" in (self.mailbox.flags(uid) or ())
+        ]
+        self.mailbox.expunge(doomed)
+        return self.updates(allow_expunge=True)
+
+    def expunge_uids(self, uids: list[int]) -> list[bytes]:
+        """Expunge exactly these UIDs (MOVE, RFC 6851 3.3) and report them."""
+        self.mailbox.expunge(uids)
+        return self.updates(allow_expunge=True)

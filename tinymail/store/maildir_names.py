@@ -1,0 +1,116 @@
+"""Maildir file names: flags in the `:2,` info, sizes in `,S=`/`,W=`, keywords file.
+
+Rules (research/imap-anchors.md 3.3; cr.yp.to/proto/maildir.html): flags are
+letters after `:2,` in ASCII order: D draft, F flagged, P passed, R replied
+(\\Answered), S seen, T trashed (\\Deleted); `a`..`z` are keywords numbered by
+the folder's `dovecot-keywords` file (`<n> <name>` lines). Letters we do not
+map (P, anything else) are kept when flags are rewritten, as Dovecot does.
+Text after a `,` that follows the flags is left alone too.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from tinymail.store.safeio import atomic_replace
+
+KEYWORDS_FILE = "dovecot-keywords"
+MAX_KEYWORDS = 26
+SYSTEM_LETTERS = {
+    "D": "\\Draft",
+    "F": "\\Flagged",
+    "R": "\\Answered",
+    "S": "\\Seen",
+    "T": "\\Deleted",
+}
+LETTER_OF = {flag.lower(): letter for letter, flag in SYSTEM_LETTERS.items()}
+_SIZE_RE = re.compile(r",([SW])=(\d+)")
+_SORT_RE = re.compile(r"\A(\d+)\.(?:[^.]*?M(\d+))?")
+
+
+def split_info(filename: str) -> tuple[str, str, str]:
+    """(base, flag letters, rest after the flags) of a file name."""
+    base, sep, info = filename.partition(":")
+    if not sep or not info.startswith("2,"):
+        return base, "", info if sep else ""
+    letters, comma, rest = info[2:].partition(",")
+    return base, letters, comma + rest
+
+
+@lru_cache(maxsize=4096)
+def letters_to_flags(letters: str, keywords: tuple[str, ...]) -> frozenset[str]:
+    """IMAP flags for flag letters, given the folder's keyword list (cached: few combos)."""
+    out = set()
+    for ch in letters:
+        if ch in SYSTEM_LETTERS:
+            out.add(SYSTEM_LETTERS[ch])
+        elif "a" <= ch <= "z":
+            index = ord(ch) - ord("a")
+            if index < len(keywords):
+                out.add(keywords[index])
+    return frozenset(out)
+
+
+def flags_to_letters(flags: frozenset[str], keywords: tuple[str, ...], keep_from: str) -> str:
+    """Letters for `flags`, keeping unmapped letters of the old name `keep_from`."""
+    out = {ch for ch in keep_from if ch not in SYSTEM_LETTERS and not "a" <= ch <= "z"}
+    lowered = {kw.lower(): i for i, kw in enumerate(keywords)}
+    for flag in flags:
+        letter = LETTER_OF.get(flag.lower())
+        if letter is not None:
+            out.add(letter)
+        elif flag.lower() in lowered:
+            out.add(chr(ord("a") + lowered[flag.lower()]))
+    return "".join(sorted(out))  # maildir spec: letters in ASCII order
+
+
+def with_letters(filename: str, letters: str) -> str:
+    """`filename` with its flag letters replaced."""
+    base, _, rest = split_info(filename)
+    return f"{base}:2,{letters}{rest}"
+
+
+def sizes(base: str) -> tuple[int, int]:
+    """(`,S=` size, `,W=` CRLF size) from the base name, -1 where absent."""
+    s = w = -1
+    for key, value in _SIZE_RE.findall(base):
+        if key == "S":
+            s = int(value)
+        else:
+            w = int(value)
+    return s, w
+
+
+def sort_key(base: str) -> tuple[int, int, str]:
+    """Order for new files: delivery second, microsecond, then name (Dovecot's order)."""
+    match = _SORT_RE.match(base)
+    if match is None:
+        return (0, 0, base)
+    return (int(match.group(1)), int(match.group(2) or 0), base)
+
+
+def read_keywords(folder: Path) -> tuple[str, ...]:
+    """The keyword list of a folder; index i is letter chr(ord('a') + i)."""
+    try:
+        text = (folder / KEYWORDS_FILE).read_text("utf-8", "replace")
+    except FileNotFoundError:
+        return ()
+    slots: dict[int, str] = {}
+    for line in text.splitlines():
+        index, _, name = line.partition(" ")
+        if index.isdigit() and name and int(index) < MAX_KEYWORDS:
+            slots[int(index)] = name
+    out: list[str] = []
+    for i in range(MAX_KEYWORDS):
+        if i not in slots:
+            break
+        out.append(slots[i])
+    return tuple(out)
+
+
+def write_keywords(folder: Path, keywords: tuple[str, ...]) -> None:
+    """Replace the keywords file (call with the uidlist lock held, as Dovecot requires)."""
+    text = "".join(f"{i} {kw}\n" for i, kw in enumerate(keywords))
+    atomic_replace(folder / KEYWORDS_FILE, text.encode("utf-8"))
