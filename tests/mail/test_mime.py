@@ -323,3 +323,15 @@ def test_leaves_match_cpython_email(tree: tuple[str, str, list]) -> None:  # typ
     assert [p for p, _ in mine] == [p for p, _ in theirs]
     for (_, part), (_, payload) in zip(mine, theirs, strict=True):
         assert raw[part.body_start : part.body_end] == payload.encode()
+
+
+def test_part_cut_right_after_its_delimiter_stays_inside_its_parent() -> None:
+    # Found by hypothesis: the inner multipart's only part starts where the outer delimiter does.
+    raw = (
+        b"Content-Type: multipart/m;boundary=a\n--a\nContent-Type: multipart/d;boundary=b\n--b\n--a"
+    )
+    root = parse_structure(raw)
+    inner = root.children[0]
+    [empty] = inner.children
+    assert inner.body_start <= empty.header_start <= empty.body_end <= inner.body_end
+    assert root.body_start <= inner.header_start <= inner.body_end <= root.body_end

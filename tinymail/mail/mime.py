@@ -206,11 +206,13 @@ class _Scanner:
 
     def _close_above(self, index: int, line: int, delim: int) -> None:
         """End every entity nested inside chain[index] at this delimiter."""
+        inner_end = -1  # a part cut right after its own delimiter may start past `delim`
         while len(self.chain) > index + 1:
             node = self.chain.pop()
             if node.header_end < 0:  # cut inside its header: no body
                 self._end_header(node, line, line)
-            node.body_end = max(node.body_start, delim)
+            node.body_end = max(node.body_start, delim, inner_end)  # children stay inside
+            inner_end = node.body_end
             if node.boundary is not None:
                 self._deactivate(node)
 
