@@ -33,6 +33,7 @@ from tinymail.store.mailbox import SEPARATOR, FolderInfo, MailboxError
 from tinymail.store.maildir import ensure_maildir
 from tinymail.store.maildir_folder import MaildirFolder
 from tinymail.store.safeio import atomic_replace
+from tinymail.store.subscriptions import read_subscriptions, set_subscribed
 
 SPECIAL_USE = {
     "Drafts": "\\Drafts",
@@ -217,34 +218,8 @@ class MaildirStore:
 
     def subscriptions(self) -> list[str]:
         """Subscribed names from the Dovecot subscriptions file (version 1 or 2)."""
-        try:
-            text = (self.root / SUBSCRIPTIONS).read_text("utf-8", "replace")
-        except FileNotFoundError:
-            return []
-        if text.startswith("V\t2\n\n"):
-            lines = [line.replace("\t", SEPARATOR) for line in text[5:].split("\n")]
-        else:
-            lines = text.split("\n")
-        out = []
-        for line in lines:
-            if line:
-                try:
-                    out.append(utf7.decode(line))
-                except utf7.Utf7Error:
-                    continue
-        return out
+        return read_subscriptions(self.root / SUBSCRIPTIONS)
 
     def set_subscribed(self, name: str, subscribed: bool) -> None:
         """Add or remove `name` in the subscriptions file (write new, rename, under a lock)."""
-        name = normalize_name(name)
-        path = self.root / SUBSCRIPTIONS
-        with ul.DotLock(path):
-            names = self.subscriptions()
-            if subscribed and name not in names:
-                names.append(name)
-            elif not subscribed and name in names:
-                names.remove(name)
-            else:
-                return
-            body = "".join(utf7.encode(n).replace(SEPARATOR, "\t") + "\n" for n in names)
-            atomic_replace(path, ("V\t2\n\n" + body).encode())
+        set_subscribed(self.root / SUBSCRIPTIONS, normalize_name(name), subscribed)

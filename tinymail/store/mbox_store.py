@@ -29,8 +29,8 @@ from tinymail.store.maildir_folders import SPECIAL_USE, normalize_name
 from tinymail.store.mbox import INBOX
 from tinymail.store.mbox_folder import state_path
 from tinymail.store.mbox_mailbox import MboxMailbox
-from tinymail.store.safeio import atomic_replace, fsync_dir, unlink_quietly
-from tinymail.store.uidlist import DotLock
+from tinymail.store.safeio import fsync_dir, unlink_quietly
+from tinymail.store.subscriptions import read_subscriptions, set_subscribed
 
 SUBSCRIPTIONS = ".subscriptions"
 KEEP_WARM = 16
@@ -181,35 +181,9 @@ class MboxStore:
         _forget([src for src, _ in moves])
 
     def subscriptions(self) -> list[str]:
-        """Subscribed names from the subscriptions file (Dovecot version 2 or 1)."""
-        try:
-            text = (self.root / SUBSCRIPTIONS).read_text("utf-8", "replace")
-        except FileNotFoundError:
-            return []
-        if text.startswith("V\t2\n\n"):
-            lines = [line.replace("\t", SEPARATOR) for line in text[5:].split("\n")]
-        else:
-            lines = text.split("\n")
-        out = []
-        for line in lines:
-            if line:
-                try:
-                    out.append(utf7.decode(line))
-                except utf7.Utf7Error:
-                    continue
-        return out
+        """Subscribed names from the Dovecot subscriptions file (version 1 or 2)."""
+        return read_subscriptions(self.root / SUBSCRIPTIONS)
 
     def set_subscribed(self, name: str, subscribed: bool) -> None:
-        """Add or remove ``name`` in the subscriptions file (write new, rename, under a lock)."""
-        name = normalize_name(name)
-        path = self.root / SUBSCRIPTIONS
-        with DotLock(path):
-            names = self.subscriptions()
-            if subscribed and name not in names:
-                names.append(name)
-            elif not subscribed and name in names:
-                names.remove(name)
-            else:
-                return
-            body = "".join(utf7.encode(n).replace(SEPARATOR, "\t") + "\n" for n in names)
-            atomic_replace(path, ("V\t2\n\n" + body).encode())
+        """Add or remove `name` in the subscriptions file (write new, rename, under a lock)."""
+        set_subscribed(self.root / SUBSCRIPTIONS, normalize_name(name), subscribed)
