@@ -68,7 +68,10 @@ class _Record:
     banned_until: float = 0.0
 
 
-MAX_IN_FLIGHT = 100  # password checks running at once for one client address
+# Password checks running at once for one clean client address. Untrusted clients are
+# bounded sooner by [limits] connections_per_ip (each connection may fail 3 times); this only
+# stops a runaway, and must not refuse a trusted host opening hundreds of sessions at once.
+MAX_IN_FLIGHT = 1000
 
 
 class AuthPenalties:
