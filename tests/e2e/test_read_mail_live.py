@@ -89,3 +89,29 @@ async def test_idle_reports_smtp_delivery_within_a_second(server: ServerState, a
 
     waited = await trio.to_thread.run_sync(idle_until_exists)
     assert waited < 1.0
+
+
+async def test_pop3_retr_sets_seen_at_quit_for_imap(server: ServerState, alice: str) -> None:
+    await trio.to_thread.run_sync(smtp_send, port_of(server, "smtp"))
+
+    def flags_after_pop3() -> tuple[bytes, bytes]:
+        imap = imaplib.IMAP4("127.0.0.1", port_of(server, "imap"), timeout=10)
+        imap.login(alice, "alice-pw")
+        deadline = time.monotonic() + 10
+        while int(imap.select("INBOX")[1][0] or 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pop = poplib.POP3("127.0.0.1", port_of(server, "pop3"), timeout=10)
+        pop.user(alice)
+        pop.pass_("alice-pw")
+        pop.retr(1)
+        before = imap.fetch("1", "(FLAGS)")[1][0]  # RETR done, session still open
+        pop.quit()  # UPDATE state: \Seen lands now, with any deletions
+        imap.noop()
+        after = imap.fetch("1", "(FLAGS)")[1][0]
+        imap.logout()
+        assert isinstance(before, bytes) and isinstance(after, bytes)
+        return before, after
+
+    before, after = await trio.to_thread.run_sync(flags_after_pop3)
+    assert b"\\Seen" not in before
+    assert b"\\Seen" in after

@@ -41,7 +41,7 @@ def test_listing_read_seen_delete(tmp_path: Path, store_format: str) -> None:
     assert first < second
     assert drop.read(second) == MESSAGES[1]  # byte-exact: mbox quoting undone
     assert flags_of(tmp_path, store_format, second) == frozenset()
-    drop.mark_seen(second)
+    drop.mark_seen([second])
     assert flags_of(tmp_path, store_format, second) == frozenset({"\\Seen"})
     drop.delete([first])
     assert drop.read(first) is None

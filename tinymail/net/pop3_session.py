@@ -59,6 +59,7 @@ class POP3Session:
         )
         self.maildrop: Maildrop | None = None
         self.lock_key: str | None = None
+        self.retrieved: set[int] = set()  # RETR'd in this session: \Seen at QUIT
 
     async def run(self) -> None:
         """The core/adapter loop of DESIGN.md."""
@@ -153,15 +154,25 @@ class POP3Session:
             self.conn.message_missing()
             return
         if event.top_lines is None:
-            await trio.to_thread.run_sync(drop.mark_seen, event.uid)
+            self.retrieved.add(event.uid)  # \Seen is set at QUIT, with the deletions
         self.conn.message(data)
 
     async def _update(self, event: pop3.Update) -> None:
         drop = self.maildrop
         assert drop is not None
-        if event.deleted:
-            await trio.to_thread.run_sync(drop.delete, event.deleted)
-            log.info("proto=pop3 user=<%s> deleted=%d", event.owner, len(event.deleted))
+        deleted = list(event.deleted)
+        seen = sorted(self.retrieved.difference(deleted))
+
+        def commit() -> None:
+            # Like Dovecot, the session's changes land together in the UPDATE state.
+            if seen:
+                drop.mark_seen(seen)
+            if deleted:
+                drop.delete(deleted)
+
+        await trio.to_thread.run_sync(commit)
+        if deleted:
+            log.info("proto=pop3 user=<%s> deleted=%d", event.owner, len(deleted))
         self._release()
         self.conn.update_done()
 

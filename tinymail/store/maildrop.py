@@ -50,8 +50,8 @@ class Maildrop(Protocol):
         """The stored message (LF line ends); None when another session removed it."""
         ...
 
-    def mark_seen(self, uid: int) -> None:
-        """Set \\Seen after RETR."""
+    def mark_seen(self, uids: Sequence[int]) -> None:
+        """Set \\Seen on messages retrieved in the session (applied once, at QUIT)."""
         ...
 
     def delete(self, uids: Sequence[int]) -> None:
@@ -83,9 +83,9 @@ class MaildirDrop:
         except MailboxError:
             return None
 
-    def mark_seen(self, uid: int) -> None:
+    def mark_seen(self, uids: Sequence[int]) -> None:
         """See ``Maildrop.mark_seen``."""
-        self._folder.store_flags([uid], SEEN, FlagMode.ADD)
+        self._folder.store_flags(list(uids), SEEN, FlagMode.ADD)
 
     def delete(self, uids: Sequence[int]) -> None:
         """See ``Maildrop.delete``."""
@@ -107,11 +107,15 @@ class MboxDrop:
         """See ``Maildrop.read``."""
         return self._folder.read(uid)
 
-    def mark_seen(self, uid: int) -> None:
-        """See ``Maildrop.mark_seen`` (a rewrite of the file: done once per RETR)."""
-        flags = self._folder.flags(uid)
-        if flags is not None and "\\Seen" not in flags:
-            self._folder.store_flags({uid: flags | SEEN})
+    def mark_seen(self, uids: Sequence[int]) -> None:
+        """See ``Maildrop.mark_seen`` (one rewrite of the file for all of them)."""
+        updates = {}
+        for uid in uids:
+            flags = self._folder.flags(uid)
+            if flags is not None and "\\Seen" not in flags:
+                updates[uid] = flags | SEEN
+        if updates:
+            self._folder.store_flags(updates)
 
     def delete(self, uids: Sequence[int]) -> None:
         """See ``Maildrop.delete``."""
