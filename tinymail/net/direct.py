@@ -44,9 +44,13 @@ def direct_recipients(
     return eligible
 
 
-async def deliver_direct(state: ServerState, envelope: Envelope, content: bytes) -> set[str]:
-    """Deliver to the eligible local recipients; return those now durably in their mailbox."""
-    local = state.local_delivery()
+async def deliver_direct(
+    state: ServerState, envelope: Envelope, content: bytes, local: LocalDelivery
+) -> set[str]:
+    """Deliver to the eligible local recipients; return those now durably in their mailbox.
+
+    `local` is the session's view of users and aliases for this transaction.
+    """
     eligible = direct_recipients(state, local, envelope.recipients)
     if not eligible:
         return set()

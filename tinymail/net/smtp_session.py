@@ -17,8 +17,8 @@ import trio
 
 from tinymail import policy
 from tinymail.abuse import RequestDeadline
-from tinymail.delivery.local import system_account_exists
-from tinymail.delivery.resolve import resolve_local, split_address
+from tinymail.delivery.local import LocalDelivery
+from tinymail.delivery.resolve import Resolution, resolve_local, split_address
 from tinymail.mail.headers import field_value, iter_fields, parse_address_list
 from tinymail.net.abuse import AuthStatus, guard_of, plaintext_auth_allowed
 from tinymail.net.context import ServiceContext
@@ -91,6 +91,7 @@ class SMTPSession:
         )
         self.incoming: IncomingMessage | None = None
         self.write_error: OSError | None = None
+        self._snapshot: LocalDelivery | None = None
 
     async def run(self) -> None:
         """The core/adapter loop of DESIGN.md."""
@@ -152,22 +153,32 @@ class SMTPSession:
     def _login(self) -> str | None:
         return self.owner if self.conn.authenticated_as is not None else None
 
+    def _delivery(self) -> LocalDelivery:
+        """Users, aliases and config as of this transaction's MAIL (one look per message)."""
+        if self._snapshot is None:
+            self._snapshot = self.ctx.state.local_delivery()
+        return self._snapshot
+
+    def _resolve(self, address: str) -> Resolution | None:
+        local = self._delivery()
+        return resolve_local(
+            address,
+            users=local.users,
+            aliases=local.aliases,
+            local_domains=local.local_domains,
+            system_account=local.system_account,
+        )
+
     def _owners(self, address: str) -> tuple[str, ...]:
         """The mailbox owners a local address resolves to; () for a remote or unknown one."""
-        cfg = self.ctx.config
         _, domain = split_address(address)
-        if domain and not cfg.is_local_domain(domain):
+        if domain and not self.ctx.config.is_local_domain(domain):
             return ()
-        resolution = resolve_local(
-            address,
-            users=self.ctx.users.current(),
-            aliases=self.ctx.state.aliases.current(),
-            local_domains=cfg.domains,
-            system_account=system_account_exists,
-        )
+        resolution = self._resolve(address)
         return resolution.mailboxes if resolution is not None else ()
 
     def _mail_from(self, address: str) -> Reply:
+        self._snapshot = None  # a new transaction sees the current users and aliases
         login = self._login()
         owners = self._owners(address) if login is not None and address else ()
         reply = policy.sender_reply(address, login=login, owners=owners)
@@ -200,18 +211,7 @@ class SMTPSession:
         cfg = self.ctx.config
         _, domain = split_address(address)
         local_domain = not domain or cfg.is_local_domain(domain)
-        known = False
-        if local_domain:
-            known = (
-                resolve_local(
-                    address,
-                    users=self.ctx.users.current(),
-                    aliases=self.ctx.state.aliases.current(),
-                    local_domains=cfg.domains,
-                    system_account=system_account_exists,
-                )
-                is not None
-            )
+        known = local_domain and self._resolve(address) is not None
         may_relay = self.conn.authenticated_as is not None or self.ctx.is_trusted(self.peer)
         reply = policy.recipient_reply(
             address, local_domain=local_domain, known_local=known, may_relay=may_relay
@@ -290,7 +290,7 @@ class SMTPSession:
         accepted = Reply(250, "2.0.0", f"Ok: queued as {envelope.qid}")
         content = incoming.memory_content()
         if content is not None:  # small message: try the mailboxes first (net/direct.py)
-            done = await deliver_direct(state, envelope, content)
+            done = await deliver_direct(state, envelope, content, self._delivery())
             remaining = tuple(r for r in envelope.recipients if r not in done)
             if not remaining:
                 self._log_accepted(envelope)
