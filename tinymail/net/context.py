@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,37 +19,21 @@ from tinymail.queue.runner import QueueRunner
 from tinymail.queue.spool import Spool
 from tinymail.store.aliases import Aliases, AliasesError
 from tinymail.store.users import UserSource
+from tinymail.store.watched import WatchedFile
 
 if TYPE_CHECKING:
     from tinymail.net.abuse import AuthResult
 
-log = logging.getLogger("tinymail.server")
 
-
-class AliasSource:
+class AliasSource(WatchedFile[Aliases]):
     """The aliases file as the server sees it: re-read when it changes (newaliases, SIGHUP)."""
 
     def __init__(self, path: Path, local_domains: frozenset[str]):
-        self.path = path
-        self.local_domains = local_domains
-        self._signature: tuple[int, int, int] | None = None
-        self._aliases = Aliases({}, local_domains)
-        self.current()
+        def load(p: Path) -> Aliases:
+            return Aliases.load(p, local_domains)
 
-    def current(self) -> Aliases:
-        """The up-to-date aliases; a bad file keeps the last good one (and logs why)."""
-        try:
-            st = os.stat(self.path)
-            signature: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            signature = None
-        if signature != self._signature:
-            try:
-                self._aliases = Aliases.load(self.path, self.local_domains)
-            except AliasesError as exc:
-                log.error("aliases file not reloaded: %s", exc)
-            self._signature = signature
-        return self._aliases
+        super().__init__(path, load, Aliases({}, local_domains), (AliasesError,), "aliases file")
+        self.local_domains = local_domains
 
 
 @functools.lru_cache(maxsize=32)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hmac
-import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -25,8 +24,7 @@ from tinymail.store.passwords import SCRYPT_LN as SCRYPT_LN
 from tinymail.store.passwords import hash_password as hash_password
 from tinymail.store.passwords import verify_password as verify_password
 from tinymail.store.safeio import atomic_replace
-
-log = logging.getLogger("tinymail.users")
+from tinymail.store.watched import WatchedFile
 
 
 class UsersFileError(Exception):
@@ -182,27 +180,8 @@ def delete_user(path: Path, address: str) -> str:
     return addr
 
 
-class UserSource:
+class UserSource(WatchedFile[UserDB]):
     """The server's view of the users file: re-read whenever the file changes."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self._signature: tuple[int, int, int] | None = None
-        self._db = UserDB({})
-        self.current()
-
-    def current(self) -> UserDB:
-        """The up-to-date database (a stat per call; a re-read only after a change)."""
-        try:
-            st = os.stat(self.path)
-            signature: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            signature = None
-        if signature != self._signature:
-            try:
-                self._db = UserDB.load(self.path)
-            except UsersFileError as exc:
-                # Keep serving with the last good file rather than locking everyone out.
-                log.error("users file not reloaded: %s", exc)
-            self._signature = signature
-        return self._db
+        super().__init__(path, UserDB.load, UserDB({}), (UsersFileError,), "users file")
