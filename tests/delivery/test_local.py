@@ -98,3 +98,13 @@ def test_store_failure_is_temporary_for_every_local_recipient(tmp_path: Path) ->
     assert not (tmp_path / "mail" / "alice@example.test" / "new").exists() or not list(
         (tmp_path / "mail" / "alice@example.test" / "new").iterdir()
     )
+
+
+def test_plain_only_leaves_forwarding_and_unknown_recipients_to_the_queue(tmp_path: Path) -> None:
+    local = delivery(tmp_path, aliases="team: alice, carol@remote.test\n")
+    rcpts = ["bob@localhost", "team@example.test", "ghost@example.test"]
+    result = local.deliver("s@remote.test", rcpts, CONTENT, plain_only=True)
+    ok = Outcome(Status.OK, "2.0.0", "delivered to mailbox", "local")
+    assert result.outcomes == {"bob@localhost": ok}
+    assert result.forwards == {}
+    assert not (tmp_path / "mail" / "alice@example.test").exists()  # team's share waits

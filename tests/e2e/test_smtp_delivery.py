@@ -116,3 +116,27 @@ async def test_mbox_store_receives_mail_readable_by_mailbox_mbox(
     # mboxrd quoting (Python's reader does not undo it; mutt and Dovecot do)
     assert msg.get_payload() == ">From the start\n>>From quoted\nend\n"
     assert msg["Status"] is None  # forged metadata headers are stripped at delivery
+
+
+async def test_alias_that_also_forwards_goes_through_the_queue_once(
+    server: ServerState, config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_user(config_path, "alice@example.test", "pw", monkeypatch)
+    (server.config.data_dir / "aliases").write_text("team: alice, someone@example.net\n")
+    port = port_of(server, "smtp")
+    await trio.to_thread.run_sync(
+        send, port, "bob@example.net", ["team@example.test"], b"\r\nx\r\n"
+    )
+    [delivered] = await wait_for_files(
+        server.config.data_dir / "mail" / "alice@example.test" / "new", 1
+    )
+    spool = server.spool
+    with trio.fail_after(10):  # the forward waits in the queue (its transport refuses)
+        while not [
+            q for q in spool.scan(sweep=False) if "forward" in spool.load(q).envelope.origin
+        ]:
+            await trio.sleep(0.05)
+    [forward] = forwards()
+    assert forward.envelope.recipients == ("someone@example.net",)
+    await trio.sleep(0.3)
+    assert len(list(delivered.parent.iterdir())) == 1  # alice got exactly one copy

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinymail.delivery.courier import Outcome, Status
-from tinymail.delivery.resolve import resolve_local
+from tinymail.delivery.resolve import Resolution, resolve_local
 from tinymail.store import maildir, mbox
 from tinymail.store.aliases import Aliases
 from tinymail.store.layout import mailbox_path
@@ -46,18 +46,35 @@ class LocalDelivery:
     system_account: Callable[[str], bool] = system_account_exists
     store_format: str = "maildir"  # or "mbox"
 
-    def deliver(self, sender: str, recipients: Sequence[str], content: bytes) -> LocalResult:
-        """Deliver `content` (LF line ends, no Return-Path yet) to local `recipients`."""
+    def resolve(self, address: str) -> Resolution | None:
+        """The mailboxes and forwards of a local address; None when nobody has it."""
+        return resolve_local(
+            address,
+            users=self.users,
+            aliases=self.aliases,
+            local_domains=self.local_domains,
+            system_account=self.system_account,
+        )
+
+    def deliver(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        content: bytes,
+        *,
+        plain_only: bool = False,
+    ) -> LocalResult:
+        """Deliver `content` (LF line ends, no Return-Path yet) to local `recipients`.
+
+        With `plain_only`, recipients that are unknown or that an alias also forwards
+        elsewhere are left out (no outcome): they need the queue.
+        """
         result = LocalResult()
         owners_by_rcpt: dict[str, tuple[str, ...]] = {}
         for rcpt in recipients:
-            res = resolve_local(
-                rcpt,
-                users=self.users,
-                aliases=self.aliases,
-                local_domains=self.local_domains,
-                system_account=self.system_account,
-            )
+            res = self.resolve(rcpt)
+            if plain_only and (res is None or res.forwards):
+                continue
             if res is None:
                 result.outcomes[rcpt] = Outcome(
                     Status.PERM, "5.1.1", "user unknown (no such user or alias)", "local"

@@ -12,36 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import trio
 
 from tinymail.delivery.courier import Status
 from tinymail.delivery.local import LocalDelivery
-from tinymail.delivery.resolve import resolve_local
 from tinymail.net.context import ServerState
 from tinymail.queue.model import Envelope
 
 log = logging.getLogger("tinymail.queue")
-
-
-def direct_recipients(
-    state: ServerState, local: LocalDelivery, rcpts: tuple[str, ...]
-) -> list[str]:
-    """The recipients that are plain local mailboxes (no forwarding to elsewhere)."""
-    eligible = []
-    for rcpt in rcpts:
-        if not state.outbound.is_local(rcpt):
-            continue
-        res = resolve_local(
-            rcpt,
-            users=local.users,
-            aliases=local.aliases,
-            local_domains=local.local_domains,
-            system_account=local.system_account,
-        )
-        if res is not None and not res.forwards:
-            eligible.append(rcpt)
-    return eligible
 
 
 async def deliver_direct(
@@ -51,10 +31,12 @@ async def deliver_direct(
 
     `local` is the session's view of users and aliases for this transaction.
     """
-    eligible = direct_recipients(state, local, envelope.recipients)
+    eligible = [r for r in envelope.recipients if state.outbound.is_local(r)]
     if not eligible:
         return set()
-    result = await trio.to_thread.run_sync(local.deliver, envelope.sender, eligible, content)
+    result = await trio.to_thread.run_sync(
+        partial(local.deliver, envelope.sender, eligible, content, plain_only=True)
+    )
     done = {r for r, o in result.outcomes.items() if o.status is Status.OK}
     if not done:
         return set()

@@ -18,7 +18,7 @@ import trio
 from tinymail import policy
 from tinymail.abuse import RequestDeadline
 from tinymail.delivery.local import LocalDelivery
-from tinymail.delivery.resolve import Resolution, resolve_local, split_address
+from tinymail.delivery.resolve import Resolution, split_address
 from tinymail.mail.headers import field_value, iter_fields, parse_address_list
 from tinymail.net.abuse import AuthStatus, guard_of, plaintext_auth_allowed
 from tinymail.net.context import ServiceContext
@@ -160,14 +160,7 @@ class SMTPSession:
         return self._snapshot
 
     def _resolve(self, address: str) -> Resolution | None:
-        local = self._delivery()
-        return resolve_local(
-            address,
-            users=local.users,
-            aliases=local.aliases,
-            local_domains=local.local_domains,
-            system_account=local.system_account,
-        )
+        return self._delivery().resolve(address)
 
     def _owners(self, address: str) -> tuple[str, ...]:
         """The mailbox owners a local address resolves to; () for a remote or unknown one."""
