@@ -49,8 +49,8 @@ from tinymail.queue.spool import CorruptQueueFile, Spool, read_content
 log = logging.getLogger("tinymail.queue")
 
 
-class RemoteCourier(Protocol):
-    """Delivers one message to remote recipients (issue 4 provides the real one)."""
+class RemoteDelivery(Protocol):
+    """Delivers one message to remote recipients (delivery.outbound.Outbound is the real one)."""
 
     async def deliver(self, item: QueueItem, recipients: Sequence[str]) -> dict[str, Outcome]: ...
 
@@ -66,7 +66,7 @@ class QueueRunner:
         hostname: str,
         is_local: Callable[[str], bool],
         retry: RetryPolicy,
-        remote: RemoteCourier | None = None,
+        remote: RemoteDelivery | None = None,
         concurrency: int = 16,
         group_sync: GroupSync | None = None,
     ):
