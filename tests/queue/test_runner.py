@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import email
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trio
 
+from tinymail.delivery.courier import Outcome, Status
 from tinymail.delivery.local import LocalDelivery
 from tinymail.queue.groupsync import GroupSync
-from tinymail.queue.model import RcptStatus
+from tinymail.queue.model import QueueItem, RcptStatus
 from tinymail.queue.runner import QueueRunner
 from tinymail.queue.schedule import RetryPolicy
 from tinymail.queue.spool import Spool, read_content
@@ -159,3 +161,37 @@ async def test_messages_queued_before_start_are_delivered(
     await settle(runner)
     assert len(list((tmp_path / "mail" / "alice@example.test" / "new").iterdir())) == count
     assert runner.spool.scan() == []
+
+
+class RecordingRemote:
+    """A remote courier that accepts everything and remembers what it was handed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[str, ...], bytes | None]] = []
+
+    async def deliver(
+        self, item: QueueItem, recipients: Sequence[str], content: bytes | None = None
+    ) -> dict[str, Outcome]:
+        self.calls.append((item.qid, tuple(recipients), content))
+        return dict.fromkeys(recipients, Outcome(Status.OK, "2.0.0", "250 ok", "mx[127.0.0.2]:25"))
+
+
+async def test_small_remote_messages_are_handed_over_in_memory(
+    tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tinymail.queue.runner.INLINE_CONTENT", 100)
+    remote = RecordingRemote()
+    runner = make_runner(tmp_path, remote=remote)
+    await nursery.start(runner.run)
+    small, large = b"Subject: small\n\nhi\n", b"Subject: large\n\n" + b"x" * 200 + b"\n"
+    rcpts = ("alice@example.test", "carol@example.net")
+    first = runner.spool.enqueue("bob@example.test", rcpts, small)
+    second = runner.spool.enqueue("bob@example.test", ("carol@example.net",), large)
+    runner.notify(first.qid)
+    runner.notify(second.qid)
+    await settle(runner)
+    assert sorted(remote.calls) == sorted(
+        [(first.qid, ("carol@example.net",), small), (second.qid, ("carol@example.net",), None)]
+    )
+    assert runner.spool.scan() == []
+    assert len(list((tmp_path / "mail" / "alice@example.test" / "new").iterdir())) == 1

@@ -13,9 +13,14 @@ Rules (issue 4)
   VERIFY also checks the certificate against the host name.
 - AUTH only after STARTTLS (the client core refuses it otherwise).
 - Connections are reused: after a transaction the session goes back to a small per-Route pool
-  and the next message sends RSET first; at most `max_per_destination` deliveries run per Route.
-- Content: bytes [offset, offset+size) of a spool file, LF-ended; the client core turns it into
-  CRLF, dot-stuffed DATA and neutralises stray CR (never the outbound half of an SMTP smuggle).
+  and the next message starts its transaction at once (a finished transaction leaves nothing to
+  RSET); at most `max_per_destination` deliveries run per Route. A pooled connection that turns
+  out dead before the server answered anything (it timed out while idle) has taken
+  responsibility for nothing: the message goes out on a fresh connection in the same attempt.
+- Content: bytes [offset, offset+size) of a spool file, LF-ended, or the same bytes already in
+  memory (`MessageSource.data`, small messages: no file I/O on the way out); the client core
+  turns it into CRLF, dot-stuffed DATA and neutralises stray CR (never the outbound half of an
+  SMTP smuggle).
 """
 
 from __future__ import annotations
@@ -46,11 +51,16 @@ from tinymail.proto.smtp.client import ServerReply
 
 @dataclass(frozen=True, slots=True)
 class MessageSource:
-    """Where the message content is: `size` bytes at `offset` of the file at `path`."""
+    """Where the message content is: `size` bytes at `offset` of the file at `path`.
+
+    `data`, when given, is that content already read (the runner reads small messages while it
+    loads them anyway); then the file is not opened again.
+    """
 
     path: str
     size: int
     offset: int = 0
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +89,17 @@ def read_password_file(path: str) -> str:
         return fh.readline().rstrip("\r\n")
 
 
+def measure(data: bytes) -> tuple[int, bool, bool]:
+    """scan_message's answer for content in memory."""
+    eight_bit = not data.isascii()
+    header_8bit = eight_bit and not data.split(b"\n\n", 1)[0].isascii()
+    return len(data) + data.count(b"\n"), eight_bit, header_8bit
+
+
 async def scan_message(source: MessageSource) -> tuple[int, bool, bool]:
     """(size on the wire with CRLF, has 8-bit bytes, has 8-bit header bytes)."""
+    if source.data is not None:
+        return measure(source.data)
 
     def scan() -> tuple[int, bool, bool]:
         lines = eight_bit = 0
@@ -138,6 +157,10 @@ def _temp(reason: str, dsn: str, relay: str = "") -> Outcome:
     return Outcome(Status.TEMP, dsn, reason, relay)
 
 
+class _Stale(Exception):
+    """A pooled connection died before its first reply: the caller retries on a fresh one."""
+
+
 @dataclass(slots=True)
 class _Pooled:
     session: ClientSession
@@ -164,19 +187,29 @@ class RemoteCourier:
         """Per-recipient outcomes of one delivery attempt to `route`."""
         if route.kind is RouteKind.LOCAL:
             raise ValueError("local routes belong to local delivery")
-        limit = self._limits.setdefault(route, trio.Semaphore(self.settings.max_per_destination))
+        limit = self._limits.get(route)
+        if limit is None:
+            limit = self._limits[route] = trio.Semaphore(self.settings.max_per_destination)
         async with limit:
-            session = await self._reuse(route)
-            if session is None:
-                found = await self._connect(route)
-                if isinstance(found, Outcome):
-                    return dict.fromkeys(recipients, found)
-                session = found
-            try:
-                return await self._transact(route, session, sender, recipients, message)
-            except BaseException:
-                await session.aclose()  # e.g. the spool file vanished, or we were cancelled
-                raise
+            # Each pass takes a pooled connection or opens one; only a pooled one can turn out
+            # stale, and it leaves the pool when it does, so this ends with the fresh one.
+            while True:
+                session = await self._reuse(route)
+                fresh = session is None
+                if session is None:
+                    found = await self._connect(route)
+                    if isinstance(found, Outcome):
+                        return dict.fromkeys(recipients, found)
+                    session = found
+                try:
+                    return await self._transact(
+                        route, session, sender, recipients, message, stale_ok=not fresh
+                    )
+                except _Stale:
+                    continue
+                except BaseException:
+                    await session.aclose()  # e.g. the spool file vanished, or we were cancelled
+                    raise
 
     async def deliver_all(
         self,
@@ -189,6 +222,9 @@ class RemoteCourier:
         groups: dict[Route, list[str]] = {}
         for rcpt in recipients:
             groups.setdefault(route_of(rcpt), []).append(rcpt)
+        if len(groups) == 1:  # the common case needs no nursery
+            [(route, group)] = groups.items()
+            return await self.deliver(route, sender, group, message)
         outcomes: dict[str, Outcome] = {}
 
         async def one(route: Route, group: list[str]) -> None:
@@ -236,7 +272,11 @@ class RemoteCourier:
         sender: str,
         recipients: Sequence[str],
         message: MessageSource,
+        *,
+        stale_ok: bool = False,
     ) -> dict[str, Outcome]:
+        """One transaction on `session`; with `stale_ok`, raise _Stale (session closed) when
+        the connection died before the server answered anything."""
         relay = session.relay
         wire_size, eight_bit, header_8bit = await scan_message(message)
         # RFC 6531 3.2: UTF-8 envelope addresses need SMTPUTF8 at the next hop. UTF-8 only in
@@ -256,11 +296,17 @@ class RemoteCourier:
         # 8-bit content to a server without 8BITMIME goes as is, as Postfix does by default:
         # refusing it would bounce mail that nearly every server accepts in practice.
         envelope = Envelope(sender, list(recipients), wire_size, eight_bit, utf8)
+        replies_before = session.replies
         try:
-            async with contextlib.aclosing(read_chunks(message)) as chunks:
-                replies = await session.send_message(envelope, chunks)
+            if message.data is not None:
+                replies = await session.send_message(envelope, message.data)
+            else:
+                async with contextlib.aclosing(read_chunks(message)) as chunks:
+                    replies = await session.send_message(envelope, chunks)
         except ConnectionLost as exc:
             await session.aclose()
+            if stale_ok and session.replies == replies_before:
+                raise _Stale from exc
             # RFC 5321 6.1: no reply after the dot means no responsibility taken: retry.
             return dict.fromkeys(recipients, _temp(f"lost connection with {relay}: {exc}", "4.4.2"))
         await self._release(route, session)
@@ -269,15 +315,13 @@ class RemoteCourier:
     # -- connection pool --------------------------------------------------------------------
 
     async def _reuse(self, route: Route) -> ClientSession | None:
-        entries = self._pool.get(route, [])
+        """The most recently used pooled connection that is not idle too long, if any."""
+        entries = self._pool.get(route)
         while entries:
             pooled = entries.pop()
-            if trio.current_time() - pooled.idle_since > self.settings.idle_timeout:
-                await pooled.session.aclose()
-            elif await pooled.session.rset():  # RFC 5321 4.1.1.5: a clean slate, and alive
+            if trio.current_time() - pooled.idle_since <= self.settings.idle_timeout:
                 return pooled.session
-            else:
-                await pooled.session.aclose()
+            await pooled.session.aclose()
         return None
 
     async def _release(self, route: Route, session: ClientSession) -> None:

@@ -8,6 +8,11 @@ Rules
   stalled connection raises `ConnectionLost`.
 - `send_message` returns the reply that decided each recipient: its RCPT reply when refused,
   else the MAIL reply (if refused), the DATA reply (if refused) or the final reply after the dot.
+- Under PIPELINING a transaction costs two writes and two round trips: MAIL, the RCPTs and DATA
+  in one write (RFC 2920 3.1 allows DATA as the last command of a group), then the content and
+  the final dot in one write once 354 has come.
+- `replies` counts every reply received; a caller that sees `ConnectionLost` with the count
+  unchanged since the transaction began knows the server took responsibility for nothing.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class ClientSession:
         self.timeouts = timeouts
         self.conn = ClientConnection()
         self.messages = 0
+        self.replies = 0
 
     @property
     def usable(self) -> bool:
@@ -92,28 +98,41 @@ class ClientSession:
         return self.conn.state is State.READY
 
     async def _send(self, data: bytes, timeout: float) -> None:
-        try:
-            with trio.fail_after(timeout):
+        # A bare CancelScope, not trio.fail_after: this runs several times per message and the
+        # context-manager wrapper costs more than the deadline check itself.
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            try:
                 await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.conn.state = State.CLOSED
+                raise ConnectionLost(f"send failed: {exc!r}") from exc
+        if scope.cancelled_caught:
             self.conn.state = State.CLOSED
-            raise ConnectionLost(f"send failed: {exc!r}") from exc
+            raise ConnectionLost(f"send timed out after {timeout:g}s")
 
     async def _event(self, timeout: float) -> Greeting | EhloReply | CommandReply:
         try:
-            with trio.fail_after(timeout):
-                while (event := self.conn.next_event()) is NEED_DATA:
-                    data = await self.stream.receive_some(CHUNK)
-                    if not data:
-                        raise ConnectionLost("connection closed by the server")
-                    self.conn.receive_data(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+            event = self.conn.next_event()  # pipelined replies often arrived in one read
+            if event is NEED_DATA:
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                    while (event := self.conn.next_event()) is NEED_DATA:
+                        data = await self.stream.receive_some(CHUNK)
+                        if not data:
+                            raise ConnectionLost("connection closed by the server")
+                        self.conn.receive_data(data)
+                if scope.cancelled_caught:
+                    raise ConnectionLost(f"no reply within {timeout:g}s")
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self.conn.state = State.CLOSED
             raise ConnectionLost(f"receive failed: {exc!r}") from exc
         except ServerProtocolError as exc:
             self.conn.state = State.CLOSED
             raise ConnectionLost(str(exc)) from exc
+        except ConnectionLost:
+            self.conn.state = State.CLOSED
+            raise
         assert not isinstance(event, NeedData)
+        self.replies += 1
         return event
 
     async def _reply(self, timeout: float) -> ServerReply:
@@ -181,32 +200,51 @@ class ClientSession:
         return reply.positive
 
     async def send_message(
-        self, envelope: Envelope, chunks: AsyncIterator[bytes]
+        self, envelope: Envelope, content: bytes | AsyncIterator[bytes]
     ) -> dict[str, ServerReply]:
-        """One mail transaction; MAIL and RCPTs go out in one flight under PIPELINING."""
+        """One mail transaction; `content` is LF-ended text, whole or in chunks.
+
+        Under PIPELINING, MAIL, the RCPTs and DATA go out in one write (see the module rules).
+        """
         self.messages += 1
         conn = self.conn
+        recipients = envelope.recipients
         mail = conn.mail(
             envelope.sender, size=envelope.size, eight_bit=envelope.eight_bit, utf8=envelope.utf8
         )
-        if conn.pipelining:  # RFC 2920 3.1: MAIL and RCPTs in one write
-            await self._send(
-                mail + b"".join(conn.rcpt(r) for r in envelope.recipients), self.timeouts.mail
-            )
-            mail_reply = await self._reply(self.timeouts.mail)
-            rcpt_replies = [await self._reply(self.timeouts.rcpt) for _ in envelope.recipients]
+        data_reply: ServerReply | None = None
+        if conn.pipelining:  # RFC 2920 3.1: MAIL, RCPTs and DATA in one write
+            lines = [mail, *(conn.rcpt(r) for r in recipients), conn.data()]
+            await self._send(b"".join(lines), self.timeouts.mail)
+            timeouts = [self.timeouts.mail, *[self.timeouts.rcpt] * len(recipients)]
+            replies: list[ServerReply] = []
+            for timeout in [*timeouts, self.timeouts.data_init]:
+                replies.append(await self._reply(timeout))
+                if not self.usable:  # a 421 closed the session (or 354 to DATA): no more
+                    break
+            mail_reply, rcpt_replies = replies[0], replies[1 : len(timeouts)]
+            # Recipients whose reply never came share the 421 that closed the session.
+            rcpt_replies += [replies[-1]] * (len(recipients) - len(rcpt_replies))
+            data_reply = replies[len(timeouts)] if len(replies) > len(timeouts) else None
+            if conn.state is State.DATA and not (
+                mail_reply.positive and any(r.positive for r in rcpt_replies)
+            ):
+                # RFC 2920 3.1: DATA was accepted although nobody can receive the message:
+                # end it at once, empty (the server refuses or drops it); the replies stand.
+                await self._send(conn.end_data(), self.timeouts.data_block)
+                await self._reply(self.timeouts.data_end)
         else:
             mail_reply = await self._command(mail, self.timeouts.mail)
             rcpt_replies = []
-            for rcpt in envelope.recipients if mail_reply.positive else ():
+            for rcpt in recipients if mail_reply.positive else ():
                 if not self.usable:  # a 421 ended the session: the rest share its reply
                     rcpt_replies.append(rcpt_replies[-1])
                     continue
                 rcpt_replies.append(await self._command(conn.rcpt(rcpt), self.timeouts.rcpt))
         if not mail_reply.positive:
             await self._abort()
-            return dict.fromkeys(envelope.recipients, mail_reply)
-        results = dict(zip(envelope.recipients, rcpt_replies, strict=True))
+            return dict.fromkeys(recipients, mail_reply)
+        results = dict(zip(recipients, rcpt_replies, strict=True))
         accepted = [r for r, reply in results.items() if reply.positive]
         closing = next((reply for reply in rcpt_replies if reply.code == 421), None)
         if closing is not None:  # RFC 5321 3.8: 421 closes the channel; accepted ones wait too
@@ -214,13 +252,17 @@ class ClientSession:
         if not accepted:
             await self._abort()
             return results
-        data_reply = await self._command(conn.data(), self.timeouts.data_init)
+        if data_reply is None:
+            data_reply = await self._command(conn.data(), self.timeouts.data_init)
         if data_reply.code != 354:
             await self._abort()
             return results | dict.fromkeys(accepted, data_reply)
-        async for chunk in chunks:
-            await self._send(conn.message_data(chunk), self.timeouts.data_block)
-        await self._send(conn.end_data(), self.timeouts.data_block)
+        if isinstance(content, bytes):
+            await self._send(conn.message_data(content) + conn.end_data(), self.timeouts.data_block)
+        else:
+            async for chunk in content:
+                await self._send(conn.message_data(chunk), self.timeouts.data_block)
+            await self._send(conn.end_data(), self.timeouts.data_block)
         final = await self._reply(self.timeouts.data_end)
         return results | dict.fromkeys(accepted, final)
 

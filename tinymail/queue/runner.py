@@ -9,6 +9,9 @@ Theory:
 - Per recipient: local ones go to LocalDelivery (in a thread), whose new/
   directories are group-fsynced before any outcome counts; remote ones go to
   the remote courier when there is one, else stay queued.
+- One thread hop loads a message: envelope and state, the local deliveries,
+  and the content of a small message bound for remote recipients, which then
+  goes out from memory (no more file I/O for it).
 - Outcomes land in the state file before anything else happens, so a crash
   repeats a delivery (at-least-once) and never loses one. A message leaves the
   spool only when every recipient is sent or failed-and-bounced, or when an
@@ -30,7 +33,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import trio
@@ -48,11 +51,27 @@ from tinymail.queue.spool import CorruptQueueFile, Spool, read_content
 
 log = logging.getLogger("tinymail.queue")
 
+INLINE_CONTENT = 256 * 1024  # remote messages up to this size are sent from memory
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What the loading thread hop found; `result` None: not due (or held)."""
+
+    item: QueueItem
+    result: LocalResult | None
+    remote: list[str] = field(default_factory=list)
+    content: bytes | None = None  # the content, when small enough to keep in memory
+
 
 class RemoteDelivery(Protocol):
     """Delivers one message to remote recipients (delivery.outbound.Outbound is the real one)."""
 
-    async def deliver(self, item: QueueItem, recipients: Sequence[str]) -> dict[str, Outcome]: ...
+    async def deliver(
+        self, item: QueueItem, recipients: Sequence[str], content: bytes | None = None
+    ) -> dict[str, Outcome]:
+        """Outcomes per recipient; `content` is the message content if already read."""
+        ...
 
 
 class QueueRunner:
@@ -169,25 +188,33 @@ class QueueRunner:
 
     async def _process(self, qid: str, force: bool) -> None:
         now = time.time()
-        delivery = self._local()
 
-        def load_and_deliver_local() -> tuple[QueueItem, LocalResult | None]:
-            # One thread hop for the common case: read the queue file, deliver locally.
+        def load() -> _Loaded:
+            # One thread hop for the common case (see the module docstring). LocalDelivery
+            # is made here too, and only when a local recipient needs it.
             item = self.spool.load(qid)
             if not self._due_now(item, now, force):
-                return item, None
-            local = [r.address for r in item.state.pending if self._is_local(r.address)]
-            if not local:
-                return item, LocalResult()
-            return item, delivery.deliver(item.envelope.sender, local, read_content(item))
+                return _Loaded(item, None)
+            local: list[str] = []
+            remote: list[str] = []
+            for r in item.state.pending:
+                (local if self._is_local(r.address) else remote).append(r.address)
+            small = item.envelope.size <= INLINE_CONTENT
+            content = read_content(item) if local or (remote and small) else None
+            result = LocalResult()
+            if local:
+                assert content is not None
+                result = self._local().deliver(item.envelope.sender, local, content)
+            return _Loaded(item, result, remote, content if small else None)
 
         try:
-            item, result = await trio.to_thread.run_sync(load_and_deliver_local)
+            loaded = await trio.to_thread.run_sync(load)
         except FileNotFoundError:
             return  # delivered or deleted meanwhile
         except CorruptQueueFile as exc:
             await trio.to_thread.run_sync(self.spool.quarantine, qid, str(exc))
             return
+        item, result, remote = loaded.item, loaded.result, loaded.remote
         if result is None:
             if not item.state.hold:
                 self._schedule(item.state.next_attempt, qid)
@@ -195,9 +222,8 @@ class QueueRunner:
         if result.dirs_to_sync:
             await self._sync_mailboxes(result)
         outcomes = dict(result.outcomes)
-        remote = [r.address for r in item.state.pending if not self._is_local(r.address)]
         if remote and self._remote is not None:
-            outcomes.update(await self._remote.deliver(item, remote))
+            outcomes.update(await self._remote.deliver(item, remote, loaded.content))
         elif remote:
             waiting = Outcome(Status.TEMP, "4.4.0", "outbound delivery is not available yet")
             outcomes.update(dict.fromkeys(remote, waiting))
