@@ -6,7 +6,8 @@ Run it as root (`python3 bench/outbound.py`): N messages (default 2,000, one rec
 messages per connection) into the relay under test, whose [transport] map (Postfix:
 transport_maps) sends domain NN to smtp:[127.0.0.(40+NN)]:2626, one sink address per domain, so
 each domain is its own destination for both relays. The sink (a small asyncio SMTP server in a
-child process, PIPELINING, no TLS) counts connections and messages.
+child process, PIPELINING, no TLS) counts connections and messages; it answers every command
+that arrived in one read with one write, as a pipelining server does.
 
 Reported per relay: the injection rate, the delivered rate (sink-side count of the N messages,
 timed from the first injected message to the last delivered one), sink connections and messages
@@ -54,44 +55,79 @@ def domain(n: int) -> str:
 # -- the sink ----------------------------------------------------------------------------------
 
 
+class SinkSession(asyncio.Protocol):
+    """One sink connection. Replies to everything that arrived in one read go out in one write,
+    as a PIPELINING server does (RFC 2920 3.2: a server flushes when its input runs dry)."""
+
+    def __init__(self, count: Callable[[str], None]) -> None:
+        self.count = count
+        self.buffer = b""
+        self.in_data = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.count("connections")
+        transport.write(b"220 sink.bench.test ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        out: list[bytes] = []
+        while True:
+            if self.in_data:
+                if self.buffer.startswith(b".\r\n"):
+                    end = 0
+                else:
+                    end = self.buffer.find(b"\r\n.\r\n")
+                    if end < 0:
+                        break
+                    end += 2
+                self.buffer = self.buffer[end + 3 :]
+                self.in_data = False
+                self.count("messages")
+                out.append(b"250 2.0.0 Ok: queued\r\n")
+                continue
+            line, sep, rest = self.buffer.partition(b"\r\n")
+            if not sep:
+                break
+            self.buffer = rest
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                out.append(b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n")
+                out.append(b"250 SIZE 104857600\r\n")
+            elif verb == b"DATA":
+                out.append(b"354 go ahead\r\n")
+                self.in_data = True
+            elif verb == b"QUIT":
+                out.append(b"221 2.0.0 Bye\r\n")
+                self.transport.write(b"".join(out))
+                self.transport.close()
+                return
+            else:  # HELO, MAIL, RCPT, RSET, NOOP
+                out.append(b"250 2.0.0 Ok\r\n")
+        if out:
+            self.transport.write(b"".join(out))
+
+
 def run_sink(
     messages: multiprocessing.sharedctypes.Synchronized[int],
     connections: multiprocessing.sharedctypes.Synchronized[int],
     ready: multiprocessing.synchronize.Event,
 ) -> None:
     """Child process: an SMTP sink on every sink address, counting connections and messages."""
+    counters = {"messages": messages, "connections": connections}
 
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with connections.get_lock():
-            connections.value += 1
-        writer.write(b"220 sink.bench.test ESMTP\r\n")
-        try:
-            while line := await reader.readline():
-                verb = line[:4].upper()
-                if verb == b"EHLO":
-                    writer.write(b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n")
-                    writer.write(b"250 SIZE 104857600\r\n")
-                elif verb == b"DATA":
-                    writer.write(b"354 go ahead\r\n")
-                    while await reader.readline() not in (b".\r\n", b""):
-                        pass
-                    with messages.get_lock():
-                        messages.value += 1
-                    writer.write(b"250 2.0.0 Ok: queued\r\n")
-                elif verb == b"QUIT":
-                    writer.write(b"221 2.0.0 Bye\r\n")
-                    break
-                else:  # HELO, MAIL, RCPT, RSET, NOOP
-                    writer.write(b"250 2.0.0 Ok\r\n")
-                await writer.drain()  # returns at once unless the peer stopped reading
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+    def count(what: str) -> None:
+        counter = counters[what]
+        with counter.get_lock():
+            counter.value += 1
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         servers = [
-            await asyncio.start_server(session, sink_ip(n), SINK_PORT, backlog=512)
+            await loop.create_server(lambda: SinkSession(count), sink_ip(n), SINK_PORT, backlog=512)
             for n in range(DOMAINS)
         ]
         ready.set()
