@@ -35,9 +35,9 @@ def test_listing_read_seen_delete(tmp_path: Path, store_format: str) -> None:
         deliver(tmp_path, store_format, content)
     drop = open_maildrop(tmp_path, OWNER, store_format)
     listing = drop.listing()
-    assert [m.size for m in listing] == [len(m) + m.count(b"\n") for m in MESSAGES]
-    assert len({m.uidvalidity for m in listing}) == 1 and listing[0].uidvalidity > 0
-    first, second = (m.uid for m in listing)
+    assert listing.sizes == [len(m) + m.count(b"\n") for m in MESSAGES]
+    assert listing.uidvalidity > 0
+    first, second = listing.uids
     assert first < second
     assert drop.read(second) == MESSAGES[1]  # byte-exact: mbox quoting undone
     assert flags_of(tmp_path, store_format, second) == frozenset()
@@ -46,13 +46,27 @@ def test_listing_read_seen_delete(tmp_path: Path, store_format: str) -> None:
     drop.delete([first])
     assert drop.read(first) is None
     again = open_maildrop(tmp_path, OWNER, store_format).listing()
-    assert [(m.uid, m.uidvalidity) for m in again] == [(second, listing[0].uidvalidity)]
+    assert (again.uids, again.uidvalidity) == ([second], listing.uidvalidity)
 
 
 def test_mbox_inbox_location(tmp_path: Path) -> None:
     deliver(tmp_path, "mbox", MESSAGES[0])
     assert (tmp_path / "mail" / OWNER / "INBOX").is_file()
-    assert len(open_maildrop(tmp_path, OWNER, "mbox").listing()) == 1
+    assert len(open_maildrop(tmp_path, OWNER, "mbox").listing().uids) == 1
+
+
+def test_maildir_sizes_are_remembered_per_uidvalidity(tmp_path: Path) -> None:
+    for content in MESSAGES:
+        deliver(tmp_path, "maildir", content)
+    first = open_maildrop(tmp_path, OWNER, "maildir").listing()
+    deliver(tmp_path, "maildir", b"Subject: c\n\nthird\n")
+    drop = open_maildrop(tmp_path, OWNER, "maildir")
+    second = drop.listing()
+    assert second.uids[:2] == first.uids and second.sizes[:2] == first.sizes
+    assert second.sizes[2] == len(b"Subject: c\n\nthird\n") + 3
+    drop.delete(second.uids[:1])
+    third = open_maildrop(tmp_path, OWNER, "maildir").listing()
+    assert (third.uids, third.sizes) == (second.uids[1:], second.sizes[1:])
 
 
 def test_session_locks() -> None:

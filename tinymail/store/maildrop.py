@@ -6,7 +6,11 @@ Rules:
 - UIDs and UIDVALIDITY are the IMAP ones (dovecot-uidlist for Maildir, X-UID/X-IMAPbase for
   mbox), so the UIDL values agree with IMAP and with Dovecot's default pop3_uidl_format.
 - Sizes are with CRLF line ends, as POP3 sends them (RFC 1939 §5); Maildir names carry them
-  (``,W=``), the mbox listing computes them in the same single pass.
+  (``,W=``) or the folder counts them once (and caches them on disk); the mbox listing computes
+  them in its single parse.
+- A Maildir message never changes under its UID (research 3.3), so each process keeps the sizes
+  of the last ``SIZE_CACHE_FOLDERS`` maildrops listed, per UIDVALIDITY: the next session's
+  listing is a directory check plus dictionary lookups, not one size lookup per message.
 - RETR marks the message \\Seen, as Dovecot does by default (pop3_no_flag_updates = no).
 - One POP3 session per maildrop at a time (RFC 1939 §4); the lock is per process, which is
   enough because one ``tinymail serve`` owns the data dir.
@@ -14,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,21 +33,22 @@ from tinymail.store.mbox import INBOX, folder_path
 from tinymail.store.mbox_folder import open_folder
 
 SEEN = frozenset({"\\Seen"})
+SIZE_CACHE_FOLDERS = 64
 
 
 @dataclass(frozen=True, slots=True)
-class DropMessage:
-    """One message of the listing."""
+class DropListing:
+    """The messages of the INBOX, oldest first: parallel lists of UIDs and CRLF sizes."""
 
-    uid: int
     uidvalidity: int
-    size: int  # octets with CRLF line ends
+    uids: list[int]
+    sizes: list[int]  # octets with CRLF line ends
 
 
 class Maildrop(Protocol):
     """What a POP3 session needs from the store (all calls may block: run them in a thread)."""
 
-    def listing(self) -> list[DropMessage]:
+    def listing(self) -> DropListing:
         """The messages now in the INBOX, oldest first."""
         ...
 
@@ -63,18 +69,28 @@ class MaildirDrop:
     """The INBOX of a Maildir, through the shared IMAP folder object (same UIDs)."""
 
     def __init__(self, root: Path) -> None:
+        self._root = root
         self._folder: MaildirFolder = MaildirStore(root).open(INBOX)
 
-    def listing(self) -> list[DropMessage]:
+    def listing(self) -> DropListing:
         """See ``Maildrop.listing``."""
-        view = self._folder.sync(claim_recent=False)
-        out = []
+        folder = self._folder
+        view = folder.sync(claim_recent=False)
+        known = _known_sizes(self._root, view.uidvalidity)
+        uids: list[int] = []
+        sizes: list[int] = []
         for uid in view.uids:
-            try:
-                out.append(DropMessage(uid, view.uidvalidity, self._folder.size(uid)))
-            except MailboxError:
-                continue  # expunged by IMAP between the sync and the size lookup
-        return out
+            size = known.get(uid)
+            if size is None:
+                try:
+                    size = known[uid] = folder.size(uid)
+                except MailboxError:
+                    continue  # expunged by IMAP between the sync and the size lookup
+            uids.append(uid)
+            sizes.append(size)
+        if len(known) > 2 * len(uids) + 1000:  # mostly expunged messages: keep the present
+            _forget_sizes(self._root, view.uidvalidity, dict(zip(uids, sizes, strict=True)))
+        return DropListing(view.uidvalidity, uids, sizes)
 
     def read(self, uid: int) -> bytes | None:
         """See ``Maildrop.read``."""
@@ -98,10 +114,10 @@ class MboxDrop:
     def __init__(self, path: Path) -> None:
         self._folder = open_folder(path)
 
-    def listing(self) -> list[DropMessage]:
+    def listing(self) -> DropListing:
         """See ``Maildrop.listing``."""
-        uidvalidity, sizes = self._folder.listing()
-        return [DropMessage(uid, uidvalidity, size) for uid, size in sizes]
+        uidvalidity, pairs = self._folder.listing()
+        return DropListing(uidvalidity, [uid for uid, _ in pairs], [size for _, size in pairs])
 
     def read(self, uid: int) -> bytes | None:
         """See ``Maildrop.read``."""
@@ -120,6 +136,31 @@ class MboxDrop:
     def delete(self, uids: Sequence[int]) -> None:
         """See ``Maildrop.delete``."""
         self._folder.expunge(set(uids))
+
+
+_sizes_guard = threading.Lock()
+_sizes: collections.OrderedDict[Path, tuple[int, dict[int, int]]] = collections.OrderedDict()
+
+
+def _known_sizes(root: Path, uidvalidity: int) -> dict[int, int]:
+    """The process-wide uid -> size map of the Maildir at ``root`` under ``uidvalidity``.
+
+    Only the session holding the maildrop's POP3 lock fills it, so the map itself needs no
+    lock; a new UIDVALIDITY (a rebuilt uidlist) starts it afresh."""
+    with _sizes_guard:
+        entry = _sizes.get(root)
+        if entry is None or entry[0] != uidvalidity:
+            entry = _sizes[root] = (uidvalidity, {})
+        _sizes.move_to_end(root)
+        while len(_sizes) > SIZE_CACHE_FOLDERS:
+            _sizes.popitem(last=False)
+        return entry[1]
+
+
+def _forget_sizes(root: Path, uidvalidity: int, present: dict[int, int]) -> None:
+    with _sizes_guard:
+        if root in _sizes:
+            _sizes[root] = (uidvalidity, present)
 
 
 def open_maildrop(data_dir: Path, owner: str, store_format: str) -> Maildrop:

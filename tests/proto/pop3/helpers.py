@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tinymail.proto import pop3
+from tinymail.proto.pop3 import content
 
 UIDVALIDITY = 0x5F5E100
 
@@ -19,14 +20,15 @@ class FakeMaildrop:
     missing: set[int] = field(default_factory=set)  # uids expunged under the session
     update_fails: bool = False
     updates: list[tuple[int, ...]] = field(default_factory=list)
+    list_fails: bool = False
+    eager: bool = False  # answer the lock and the listing at once (maildrop_opened)
     decisions: list[pop3.Decision] = field(default_factory=list)
 
-    def listing(self) -> list[pop3.MessageInfo]:
+    def listing(self) -> pop3.Listing:
         """The maildrop listing with CRLF sizes, as an adapter computes it."""
-        return [
-            pop3.MessageInfo(uid, UIDVALIDITY, len(data) + data.count(b"\n"))
-            for uid, data in sorted(self.messages.items())
-        ]
+        stored = sorted(self.messages.items())
+        sizes = [len(data) + data.count(b"\n") for _, data in stored]
+        return pop3.Listing(UIDVALIDITY, [uid for uid, _ in stored], sizes)
 
     def answer(self, conn: pop3.ServerConnection, event: pop3.Decision) -> None:
         """Settle one decision the way the real adapter would."""
@@ -39,11 +41,20 @@ class FakeMaildrop:
         elif isinstance(event, pop3.OpenMaildrop):
             if self.locked:
                 conn.maildrop_in_use()
-            else:
+            elif self.eager:
                 conn.maildrop_opened(self.listing())
+            else:
+                conn.maildrop_locked()
+        elif isinstance(event, pop3.ListMaildrop):
+            if self.list_fails:
+                conn.maildrop_failed()
+            else:
+                conn.maildrop_listed(self.listing())
         elif isinstance(event, pop3.FetchMessage):
             if event.uid in self.missing:
                 conn.message_missing()
+            elif event.top_lines is None:
+                conn.message_encoded(content.encode(self.messages[event.uid]))
             else:
                 conn.message(self.messages[event.uid])
         elif isinstance(event, pop3.Update):

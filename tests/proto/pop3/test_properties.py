@@ -114,16 +114,27 @@ def test_arbitrary_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
 @given(message_bytes)
 def test_retr_round_trip(stored: bytes) -> None:
     """Un-stuffing the RETR body gives the stored message with CRLF line ends, byte-exact."""
-    wire = content.multiline(content.to_crlf(stored))
+    encoded = content.encode(stored)
+    wire = b"".join(encoded.chunks)
     assert wire.endswith(b".\r\n")
     lines = wire[:-3].split(b"\r\n")
     assert lines[-1] == b""
     unstuffed = b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines[:-1])
     expected = content.to_crlf(stored)
+    assert encoded.octets == len(expected)
     if expected and not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert (unstuffed + b"\r\n" if lines[:-1] else b"") == expected
     assert content.to_crlf(stored).replace(b"\r\n", b"\n") == stored.replace(b"\r\n", b"\n")
+
+
+@SETTINGS
+@given(message_bytes, st.integers(0, 50))
+def test_top_encoding_is_the_stuffed_prefix(stored: bytes, n: int) -> None:
+    encoded = content.encode(stored, n)
+    head = content.top(content.to_crlf(stored), n)
+    assert encoded.top_lines == n and encoded.octets == len(head)
+    assert encoded.chunks[0] == content.stuff(head)
 
 
 @SETTINGS

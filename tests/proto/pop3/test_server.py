@@ -8,6 +8,7 @@ import pytest
 
 from tinymail.proto import pop3
 from tinymail.proto.errors import LocalProtocolError
+from tinymail.proto.pop3 import content
 
 from .helpers import UIDVALIDITY, FakeMaildrop, connection, run
 
@@ -19,7 +20,7 @@ def logged_in(**kwargs: bool) -> tuple[pop3.ServerConnection, FakeMaildrop]:
     conn = connection(**kwargs)
     drop = FakeMaildrop(messages={3: MSG1, 7: MSG2})
     out = run(conn, drop, b"USER bob@example.test\r\nPASS secret\r\n")
-    assert out == b"+OK Send your password.\r\n+OK Logged in, 2 messages.\r\n"
+    assert out == b"+OK Send your password.\r\n+OK Logged in.\r\n"
     assert conn.state is pop3.State.TRANSACTION
     return conn, drop
 
@@ -53,10 +54,69 @@ def test_uidl_is_dovecot_format() -> None:
     assert isinstance(event, pop3.Authenticate)
     conn.auth_ok("bob@example.test")
     assert conn.next_event() == pop3.OpenMaildrop("bob@example.test")
-    conn.maildrop_opened([pop3.MessageInfo(uid=0x1234, uidvalidity=0x5F00AB12, size=10)])
-    conn.data_to_send()
+    conn.maildrop_opened(pop3.Listing(0x5F00AB12, [0x1234], [10]))
+    assert conn.data_to_send() == b"+OK Logged in, 1 messages.\r\n"
     out = run(conn, drop, b"UIDL\r\n")
     assert out == b"+OK 1 messages\r\n1 000012345f00ab12\r\n.\r\n"
+
+
+def test_login_ok_comes_before_the_listing() -> None:
+    """Dovecot's order: "+OK Logged in." is out, then the maildrop is listed before any
+    later command (even a pipelined one) is looked at, so the listing is as of login."""
+    conn = connection()
+    conn.receive_data(b"USER bob@example.test\r\nPASS secret\r\nSTAT\r\n")
+    assert isinstance(conn.next_event(), pop3.Authenticate)
+    conn.auth_ok("bob@example.test")
+    assert conn.next_event() == pop3.OpenMaildrop("bob@example.test")
+    conn.maildrop_locked()
+    assert conn.next_event() == pop3.ListMaildrop("bob@example.test")
+    assert conn.data_to_send() == b"+OK Send your password.\r\n+OK Logged in.\r\n"
+    assert conn.state is pop3.State.TRANSACTION
+    conn.maildrop_listed(pop3.Listing(7, [4, 9], [10, 20]))
+    assert conn.next_event() is pop3.NEED_DATA
+    assert conn.data_to_send() == b"+OK 2 30\r\n"
+
+
+def test_listing_failure_after_login_ends_the_session() -> None:
+    conn = connection()
+    drop = FakeMaildrop(messages={3: MSG1}, list_fails=True)
+    out = run(conn, drop, b"USER bob@example.test\r\nPASS secret\r\nSTAT\r\n")
+    assert out.endswith(
+        b"+OK Logged in.\r\n-ERR [SYS/TEMP] Unable to open the mailbox, try again later.\r\n"
+    )
+    assert conn.state is pop3.State.CLOSED
+    assert drop.updates == []
+
+
+def test_eager_listing_answers_lock_and_listing_at_once() -> None:
+    conn = connection()
+    drop = FakeMaildrop(messages={3: MSG1, 7: MSG2}, eager=True)
+    out = run(conn, drop, b"USER bob@example.test\r\nPASS secret\r\nSTAT\r\n")
+    size = len(MSG1) + MSG1.count(b"\n") + len(MSG2) + MSG2.count(b"\n")
+    assert out.endswith(b"+OK Logged in, 2 messages.\r\n+OK 2 %d\r\n" % size)
+    assert not any(isinstance(d, pop3.ListMaildrop) for d in drop.decisions)
+
+
+def test_listing_cache_follows_dele_and_rset() -> None:
+    conn, drop = logged_in()
+    full = run(conn, drop, b"UIDL\r\n")
+    assert run(conn, drop, b"UIDL\r\n") == full
+    run(conn, drop, b"DELE 1\r\n")
+    after = run(conn, drop, b"UIDL\r\nLIST\r\nSTAT\r\n")
+    assert after.startswith(b"+OK 1 messages\r\n2 00000007")
+    size2 = len(MSG2) + MSG2.count(b"\n")
+    assert after.endswith(b"+OK 1 messages\r\n2 %d\r\n.\r\n+OK 1 %d\r\n" % (size2, size2))
+    run(conn, drop, b"RSET\r\n")
+    assert run(conn, drop, b"UIDL\r\n") == full
+
+
+def test_encoded_answer_must_match_the_request() -> None:
+    conn, _ = logged_in()
+    conn.receive_data(b"TOP 1 0\r\n")
+    event = conn.next_event()
+    assert isinstance(event, pop3.FetchMessage) and event.top_lines == 0
+    with pytest.raises(LocalProtocolError):
+        conn.message_encoded(content.encode(MSG1))
 
 
 def test_retr_crlf_and_byte_stuffing() -> None:
@@ -117,7 +177,7 @@ def test_in_use_keeps_authorization_state() -> None:
     assert conn.state is pop3.State.AUTHORIZATION
     drop.locked = False
     out = run(conn, drop, b"USER bob@example.test\r\nPASS secret\r\n")
-    assert out.endswith(b"+OK Logged in, 0 messages.\r\n")
+    assert out.endswith(b"+OK Logged in.\r\n")
 
 
 def test_quit_in_authorization() -> None:
@@ -186,7 +246,7 @@ def plain(authzid: str, authcid: str, password: str) -> bytes:
 def test_auth_plain_initial_response() -> None:
     conn, drop = connection(), FakeMaildrop()
     out = run(conn, drop, b"AUTH PLAIN " + plain("", "bob@example.test", "secret") + b"\r\n")
-    assert out == b"+OK Logged in, 0 messages.\r\n"
+    assert out == b"+OK Logged in.\r\n"
     assert drop.decisions[0] == pop3.Authenticate("bob@example.test", "secret", "PLAIN")
 
 
@@ -196,7 +256,7 @@ def test_auth_plain_continuation_and_cancel() -> None:
     assert run(conn, drop, b"*\r\n") == b"-ERR Authentication aborted by client.\r\n"
     assert run(conn, drop, b"AUTH plain\r\n") == b"+ \r\n"
     out = run(conn, drop, plain("bob@example.test", "bob@example.test", "secret") + b"\r\n")
-    assert out == b"+OK Logged in, 0 messages.\r\n"
+    assert out == b"+OK Logged in.\r\n"
 
 
 def test_auth_plain_other_authzid_is_refused() -> None:

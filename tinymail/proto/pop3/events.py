@@ -3,31 +3,37 @@
 Each decision event names the answer methods of ``ServerConnection`` that settle it:
 
 - ``Authenticate``  -> ``auth_ok(owner)`` / ``auth_failed(temporary=...)``
-- ``OpenMaildrop``  -> ``maildrop_opened(messages)`` / ``maildrop_in_use()`` / ``maildrop_failed()``
-- ``FetchMessage``  -> ``message(data)`` / ``message_missing()``
+- ``OpenMaildrop``  -> ``maildrop_locked()`` (then ``ListMaildrop`` follows) or
+                       ``maildrop_opened(listing)`` (lock and listing at once) /
+                       ``maildrop_in_use()`` / ``maildrop_failed()``
+- ``ListMaildrop``  -> ``maildrop_listed(listing)`` / ``maildrop_failed()``
+- ``FetchMessage``  -> ``message(data)`` / ``message_encoded(content.encode(data, top_lines))``
+                       / ``message_missing()``
 - ``Update``        -> ``update_done()`` / ``update_failed()``
 - ``StartTLS``      -> ``tls_started()`` once the handshake is done (the ``+OK`` is already queued)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
-class MessageInfo:
-    """One message of the maildrop listing, in maildrop order.
+class Listing:
+    """The maildrop as the session will see it: its messages in maildrop order (§4).
 
-    ``size`` is the size as transmitted, with CRLF line ends (RFC 1939 §5 "exact size");
-    ``uid`` and ``uidvalidity`` are the mailbox's IMAP UID and UIDVALIDITY, from which the
-    UIDL unique-id is formed, so POP3 and IMAP agree on message identity.
+    ``sizes`` are the sizes as transmitted, with CRLF line ends (RFC 1939 §5 "exact size");
+    ``uids`` and ``uidvalidity`` are the mailbox's IMAP UIDs and UIDVALIDITY, from which the
+    UIDL unique-ids are formed, so POP3 and IMAP agree on message identity. Two flat sequences
+    rather than one object per message: a listing of 100,000 messages is built per session.
     """
 
-    uid: int
     uidvalidity: int
-    size: int
+    uids: Sequence[int]
+    sizes: Sequence[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,16 @@ class Authenticate:
 
 @dataclass(frozen=True, slots=True)
 class OpenMaildrop:
-    """Lock and list the maildrop of ``owner`` (RFC 1939 §4: exclusive-access lock)."""
+    """Take the exclusive-access lock on the maildrop of ``owner`` (RFC 1939 §4)."""
+
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListMaildrop:
+    """List the locked maildrop of ``owner``; asked right after the login ``+OK``, before any
+    further command is read, as Dovecot does (so the ``+OK`` does not wait for the listing).
+    Flush ``data_to_send()`` first."""
 
     owner: str
 
@@ -68,7 +83,7 @@ class StartTLS:
     """Flush ``data_to_send()``, run the TLS handshake, then call ``tls_started()``."""
 
 
-Decision = Authenticate | OpenMaildrop | FetchMessage | Update | StartTLS
+Decision = Authenticate | OpenMaildrop | ListMaildrop | FetchMessage | Update | StartTLS
 
 
 class Sentinel(Enum):

@@ -10,13 +10,17 @@ Rules / theory:
 - Peer input never raises: every malformed line becomes ``-ERR`` (a ``RemoteProtocolError``
   converted at one place), too many of them or an overlong line end the session (research 2.8
   P1, P5; Dovecot: 3 bad commands before login, 20 after).
+- The login ``+OK`` does not wait for the listing (Dovecot sends "+OK Logged in." and then reads
+  the mailbox): ``maildrop_locked`` answers the lock, then ``ListMaildrop`` is handed out before
+  any later command is parsed, so the listing is still the maildrop as of login (RFC 1939 §4) and
+  a slow listing delays the first command, not the login.
 - After STLS the unread input is dropped (CVE-2011-0411, research 2.2 T3) and the USER name
   forgotten (RFC 2595 §4: no state from before TLS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -31,7 +35,8 @@ from tinymail.proto.pop3.events import (
     Authenticate,
     Decision,
     FetchMessage,
-    MessageInfo,
+    Listing,
+    ListMaildrop,
     OpenMaildrop,
     Sentinel,
     StartTLS,
@@ -75,7 +80,8 @@ class Reply:
 
 IMPLEMENTATION = "tinymail"
 _T = TypeVar("_T")
-_Render = Callable[[int, MessageInfo], str]  # formats one LIST or UIDL line
+_Render = Callable[[int, int], bytes]  # message number, index -> one LIST or UIDL line
+_EMPTY = Listing(0, (), ())
 _MAX_NUMBER_DIGITS = 10  # message numbers and TOP line counts; longer is -ERR, not a huge int
 
 
@@ -100,7 +106,7 @@ class ServerConnection:
         self.owner: str | None = None
         self._plaintext_auth = plaintext_auth
         self._lines = LineBuffer(limits.max_line)
-        self._out = bytearray()
+        self._out: list[bytes] = []  # chunks: a message is queued without being copied
         self._eof = False
         self._user: str | None = None  # name from USER, waiting for PASS
         self._sasl_plain = False  # "AUTH PLAIN" sent without initial response: "+ " is out
@@ -108,8 +114,10 @@ class ServerConnection:
         self._queued: Decision | None = None  # decision made by the last line, not yet handed out
         self._bad = 0
         self._auth_failures = 0
-        self._messages: tuple[MessageInfo, ...] = ()
+        self._listing = _EMPTY
+        self._total = 0  # octets of the whole listing (STAT without deletions)
         self._deleted: set[int] = set()  # 1-based message numbers marked by DELE
+        self._rendered: dict[str, bytes] = {}  # full LIST / UIDL answers while nothing is deleted
 
     # ---- adapter-facing I/O -------------------------------------------------------------------
 
@@ -126,7 +134,7 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """Return and forget the replies produced so far."""
-        out = bytes(self._out)
+        out = b"".join(self._out)
         self._out.clear()
         return out
 
@@ -184,14 +192,33 @@ class ServerConnection:
         else:
             self._reply(reply)
 
-    def maildrop_opened(self, messages: Sequence[MessageInfo]) -> None:
-        """The maildrop is locked; ``messages`` is its listing in maildrop order (§4)."""
+    def maildrop_locked(self) -> None:
+        """The maildrop is locked: ``+OK``, TRANSACTION, and ``ListMaildrop`` comes next."""
         request = self._settle(OpenMaildrop)
-        self.owner = request.owner
-        self._messages = tuple(messages)
+        self._enter_transaction(request.owner, _EMPTY)
+        self._reply(Reply(True, "Logged in."))
+        self._queued = ListMaildrop(request.owner)
+
+    def maildrop_listed(self, listing: Listing) -> None:
+        """The listing of the maildrop locked by ``maildrop_locked``, in maildrop order (§4)."""
+        request = self._settle(ListMaildrop)
+        self._enter_transaction(request.owner, listing)
+
+    def maildrop_opened(self, listing: Listing) -> None:
+        """The maildrop is locked and ``listing`` is its content: both answers at once."""
+        request = self._settle(OpenMaildrop)
+        self._enter_transaction(request.owner, listing)
+        self._reply(Reply(True, f"Logged in, {len(listing.uids)} messages."))
+
+    def _enter_transaction(self, owner: str, listing: Listing) -> None:
+        if len(listing.uids) != len(listing.sizes):
+            raise LocalProtocolError("a listing needs one size per UID")
+        self.owner = owner
+        self._listing = listing
+        self._total = sum(listing.sizes)
         self._deleted.clear()
+        self._rendered.clear()
         self.state = State.TRANSACTION
-        self._reply(Reply(True, f"Logged in, {len(self._messages)} messages."))
 
     def maildrop_in_use(self) -> None:
         """Another session holds the lock: RFC 2449 §8.1.1 ``[IN-USE]``; stay in AUTHORIZATION."""
@@ -199,21 +226,35 @@ class ServerConnection:
         self._reply(Reply(False, "Mailbox is locked by another POP3 session.", "IN-USE"))
 
     def maildrop_failed(self) -> None:
-        """The maildrop could not be opened (I/O error): RFC 3206 ``[SYS/TEMP]``."""
+        """The maildrop could not be opened or listed (I/O error): RFC 3206 ``[SYS/TEMP]``.
+
+        Before the login ``+OK`` the session stays in AUTHORIZATION; after it (a failed
+        ``ListMaildrop``) it ends, as Dovecot's does, and nothing is deleted."""
+        reply = Reply(False, "Unable to open the mailbox, try again later.", "SYS/TEMP")
+        if isinstance(self._pending, ListMaildrop):
+            self._settle(ListMaildrop)
+            self._close(reply)
+            return
         self._settle(OpenMaildrop)
-        self._reply(Reply(False, "Unable to open the mailbox, try again later.", "SYS/TEMP"))
+        self._reply(reply)
 
     def message(self, data: bytes) -> None:
         """The stored bytes of the requested message (LF or CRLF line ends)."""
+        pending = self._pending
+        top_lines = pending.top_lines if isinstance(pending, FetchMessage) else None
+        self.message_encoded(content.encode(data, top_lines))
+
+    def message_encoded(self, encoded: content.Encoded) -> None:
+        """``content.encode(data, event.top_lines)`` of the requested message, made by the
+        adapter where it suits it (a worker thread: large messages stay off the event loop)."""
         request = self._settle(FetchMessage)
-        wire = content.to_crlf(data)
+        if encoded.top_lines != request.top_lines:
+            raise LocalProtocolError(f"answer for TOP {encoded.top_lines} to {request!r}")
         if request.top_lines is None:
-            head = Reply(True, f"{len(wire)} octets").to_bytes()
+            self._out.append(b"+OK %d octets\r\n" % encoded.octets)
         else:
-            wire = content.top(wire, request.top_lines)
-            head = Reply(True, "Top of message follows").to_bytes()
-        self._out += head
-        self._out += content.multiline(wire)
+            self._reply(Reply(True, "Top of message follows"))
+        self._out.extend(encoded.chunks)
 
     def message_missing(self) -> None:
         """The message vanished under us (e.g. an IMAP expunge): ``-ERR``, the session goes on."""
@@ -245,7 +286,7 @@ class ServerConnection:
         return request
 
     def _reply(self, reply: Reply) -> None:
-        self._out += reply.to_bytes()
+        self._out.append(reply.to_bytes())
 
     def _close(self, reply: Reply) -> None:
         self._reply(reply)
@@ -303,7 +344,8 @@ class ServerConnection:
     def _quit(self) -> None:
         if self.state is State.TRANSACTION and self.owner is not None:
             self.state = State.UPDATE  # RFC 1939 §6
-            deleted = tuple(self._messages[n - 1].uid for n in sorted(self._deleted))
+            uids = self._listing.uids
+            deleted = tuple(uids[n - 1] for n in sorted(self._deleted))
             self._queued = Update(self.owner, deleted)
         else:
             self._close(Reply(True, "Logging out."))  # RFC 1939 §4: QUIT in AUTHORIZATION
@@ -349,7 +391,7 @@ class ServerConnection:
             self._auth_plain(initial.encode("ascii", "replace"))  # RFC 5034 §4 initial response
         else:
             self._sasl_plain = True
-            self._out += b"+ \r\n"  # RFC 5034 §4: empty challenge
+            self._out.append(b"+ \r\n")  # RFC 5034 §4: empty challenge
 
     def _auth_plain(self, response: bytes) -> None:
         try:
@@ -373,54 +415,65 @@ class ServerConnection:
 
     def _transaction(self, verb: str, arg: str) -> None:
         args = arg.split(" ") if arg else []
-        if verb == "STAT" and not args:
-            live = self._live()
-            self._reply(Reply(True, f"{len(live)} {sum(m.size for _, m in live)}"))
-        elif verb == "LIST" and len(args) <= 1:
-            self._listing(args, lambda n, m: f"{n} {m.size}")
-        elif verb == "UIDL" and len(args) <= 1:
-            # Dovecot's default pop3_uidl_format: UID then UIDVALIDITY, 8 hex digits each.
-            self._listing(args, lambda n, m: f"{n} {m.uid:08x}{m.uidvalidity:08x}")
-        elif verb in ("RETR", "TOP") and len(args) == (1 if verb == "RETR" else 2):
+        listing = self._listing
+        if verb in ("RETR", "TOP") and len(args) == (1 if verb == "RETR" else 2):
             number = self._number(args[0])
             lines = _parse_count(args[1]) if verb == "TOP" else None
-            self._queued = FetchMessage(number, self._messages[number - 1].uid, lines)
+            self._queued = FetchMessage(number, listing.uids[number - 1], lines)
+        elif verb == "STAT" and not args:
+            sizes = listing.sizes
+            count = len(sizes) - len(self._deleted)
+            total = self._total - sum(sizes[n - 1] for n in self._deleted)
+            self._out.append(b"+OK %d %d\r\n" % (count, total))
+        elif verb == "LIST" and len(args) <= 1:
+            sizes = listing.sizes
+            self._list_answer("LIST", args, lambda n, i: b"%d %d\r\n" % (n, sizes[i]))
+        elif verb == "UIDL" and len(args) <= 1:
+            # Dovecot's default pop3_uidl_format: UID then UIDVALIDITY, 8 hex digits each.
+            uids, tail = listing.uids, b"%08x\r\n" % listing.uidvalidity
+            self._list_answer("UIDL", args, lambda n, i: b"%d %08x%s" % (n, uids[i], tail))
         elif verb == "DELE" and len(args) == 1:
             self._deleted.add(self._number(args[0]))
+            self._rendered.clear()
             self._reply(Reply(True, "Marked to be deleted."))
         elif verb == "RSET" and not args:
             self._deleted.clear()  # RFC 1939 §5 RSET
-            self._reply(Reply(True, f"{len(self._messages)} messages."))
+            self._rendered.clear()
+            self._reply(Reply(True, f"{len(listing.uids)} messages."))
         elif verb == "NOOP" and not args:
             self._reply(Reply(True, "Done."))
         else:
             raise _UnknownCommand(Reply(False, "Unknown command or wrong arguments."))
 
-    def _live(self) -> list[tuple[int, MessageInfo]]:
-        return [(n, m) for n, m in enumerate(self._messages, 1) if n not in self._deleted]
-
-    def _listing(self, args: list[str], render: _Render) -> None:
+    def _list_answer(self, verb: str, args: list[str], render: _Render) -> None:
+        """LIST or UIDL: one message, or all that are not deleted (cached while none is)."""
         if args:
             number = self._number(args[0])
-            self._reply(Reply(True, render(number, self._messages[number - 1])))
+            self._out.append(b"+OK " + render(number, number - 1))
             return
-        live = self._live()
-        lines = [render(n, m) for n, m in live]
-        self._multiline(Reply(True, f"{len(live)} messages"), lines)
+        answer = self._rendered.get(verb)
+        if answer is None:
+            deleted = self._deleted
+            count = len(self._listing.uids)
+            lines = [render(i + 1, i) for i in range(count) if i + 1 not in deleted]
+            head = Reply(True, f"{len(lines)} messages").to_bytes()
+            answer = b"".join([head, *lines, b".\r\n"])
+            self._rendered[verb] = answer
+        self._out.append(answer)
 
     def _number(self, text: str) -> int:
         """A message number that exists and is not marked deleted (RFC 1939 §5)."""
         number = _parse_count(text)
-        if not 1 <= number <= len(self._messages):
+        if not 1 <= number <= len(self._listing.uids):
             raise _error("No such message.")
         if number in self._deleted:
             raise _error("Message is deleted.")
         return number
 
     def _multiline(self, head: Reply, lines: list[str]) -> None:
-        self._out += head.to_bytes()
-        self._out += b"".join(f"{line}\r\n".encode() for line in lines)
-        self._out += b".\r\n"
+        self._out.append(head.to_bytes())
+        self._out.append("".join(f"{line}\r\n" for line in lines).encode())
+        self._out.append(b".\r\n")
 
 
 class _UnknownCommand(RemoteProtocolError):

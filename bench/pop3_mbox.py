@@ -1,0 +1,268 @@
+"""POP3 workload P1 on an mbox (or Maildir) store: tinymail next to Dovecot, in the same run.
+
+P1 is the shared harness's POP3 workload (/work/shared/bench, README "Workloads"): one session
+of USER/PASS, STAT, UIDL, 200 random RETR, QUIT, timed per step, first on a freshly started
+server ("cold": no server index, no UIDs in the mbox) and then again right after ("warm").
+The shared harness runs it on Maildir only; this script runs the same steps with the shared
+harness's own client code (tmbench.imapclient.pop3_session) on ONE mbox file holding the same
+10,000 corpus messages, given to both servers:
+
+  dovecot    a private Dovecot started as tmbench.targets starts it (passwd-file users,
+             {PLAIN} passwords, own base_dir/state_dir, inside the loopback-only namespace),
+             with ``mail_location = mbox:~/mail:INBOX=~/mail/inbox``; pop3 on :30710
+  tinymail   ``tinymail -c CONF serve`` with ``[store] format = "mbox"`` and the mbox as
+             data_dir/mail/user01@bench.test/INBOX; pop3 on :30720 (smtp/imap :30725/:30743)
+
+The mbox is built once from the shared harness's 10,000-message corpus Maildir (same seed, same
+order as Dovecot's Maildir UIDs): mboxrd ``From `` quoting, a ``From bench@bench.test <date>``
+separator, no Status/X-UID headers (a /var/mail file as an MTA leaves it). Both servers get a
+byte-identical copy. Checks: UIDL lists every message on both, the UIDs (first 8 hex digits of
+each UIDL) are the same on both (Dovecot-compatible UIDs), and the 200 RETR return the same
+number of bytes on both.
+
+Prints one table: median [min-max] over --reps, and x = median of tinymail / dovecot within the
+same rep. ``--store maildir`` runs the same on the corpus Maildir (P1 as the harness has it).
+Password checks differ: Dovecot's users are {PLAIN}, tinymail's are scrypt (~70 ms per login).
+
+Run as root, timed runs under the shared lock:
+  TINYMAIL_CMD="/tmp/tmbench/cache/venv/bin/python -m tinymail" \\
+      flock -x /tmp/bench.lock python3 bench/pop3_mbox.py [--store mbox] [--reps 1] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(os.environ.get("TMBENCH_DIR", "/work/shared/bench"))
+sys.path.insert(0, str(SHARED))
+
+from tmbench import corpus, imapclient  # noqa: E402
+from tmbench.targets import (  # noqa: E402
+    HOST,
+    MAIL_UID,
+    USERS,
+    Dovecot,
+    Tinymail,
+    chown_tree,
+    password,
+)
+
+STEPS = ("login", "stat", "uidl", "retr_200")
+_QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
+_MBOX_LOCATION = "mail_location = mbox:~/mail:INBOX=~/mail/inbox"
+
+
+class Ctx:
+    """What tmbench targets need from the harness context."""
+
+    def __init__(self, workroot: Path) -> None:
+        self.workroot = workroot
+
+
+def corpus_maildir(cache: Path, count: int, seed: int) -> tuple[Path, dict]:
+    """The shared harness's corpus Maildir (built as run.py builds it when missing)."""
+    path = cache / f"maildir-{count}-s{seed}"
+    index = cache / (path.name + ".index.json")
+    if not index.exists():
+        print(f"# building Maildir {path}", flush=True)
+        shutil.rmtree(path, ignore_errors=True)
+        corpus.build_maildir(path, count, seed, uid=MAIL_UID, gid=MAIL_UID)
+    return path, json.loads(index.read_text())
+
+
+def corpus_mbox(cache: Path, maildir: Path, info: dict) -> Path:
+    """One mboxrd file with the corpus messages in Maildir UID order (built once, cached)."""
+    out = cache / f"{maildir.name}.mbox"
+    if out.exists():
+        return out
+    print(f"# building mbox {out}", flush=True)
+    tmp = out.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        for meta in sorted(info["messages"], key=lambda m: m["file"].split("/")[-1]):
+            data = (maildir / meta["file"]).read_bytes().replace(b"\r\n", b"\n")
+            if not data.endswith(b"\n"):
+                data += b"\n"
+            date = time.asctime(time.gmtime(meta["date"]))
+            f.write(b"From bench@bench.test " + date.encode() + b"\n")
+            f.write(_QUOTE.sub(rb">\1", data) + b"\n")
+    tmp.rename(out)
+    return out
+
+
+class DovecotPOP3(Dovecot):
+    name = "dovecot"
+    imap_port = None
+    pop3_port = 30710
+
+    def __init__(self, work: Path, ctx: Ctx, store: str, source: Path) -> None:
+        super().__init__(work, ctx)
+        self.store, self.source = store, source
+
+    def prepare(self, users, mailboxes=None):
+        super().prepare(users, {users[0]: self.source} if self.store == "maildir" else None)
+        if self.store == "mbox":
+            conf = self.dconf.read_text()
+            assert "mail_location = maildir:~/Maildir" in conf
+            self.dconf.write_text(conf.replace("mail_location = maildir:~/Maildir", _MBOX_LOCATION))
+            home = self.dconf.parent / "home" / users[0].split("@")[0]
+            (home / "mail").mkdir(parents=True)
+            shutil.copyfile(self.source, home / "mail" / "inbox")
+            chown_tree(home)
+
+
+class TinymailPOP3(Tinymail):
+    name = "tinymail"
+    smtp_port = 30725
+    submission_port = 30787
+    imap_port = 30743
+    pop3_port = 30720
+
+    def __init__(self, work: Path, ctx: Ctx, store: str, source: Path) -> None:
+        super().__init__(work, ctx)
+        self.store, self.source = store, source
+
+    def config_toml(self, *args, **kwargs) -> str:  # type: ignore[override]
+        text = Tinymail.config_toml(*args, **kwargs)
+        return text.replace('format = "maildir"', f'format = "{self.store}"')
+
+    def prepare(self, users, mailboxes=None):
+        super().prepare(users, {users[0]: self.source} if self.store == "maildir" else None)
+        if self.store == "mbox":
+            home = self.data / "mail" / users[0]
+            home.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.source, home / "INBOX")
+
+
+def uidl_uids(host: str, port: int, user: str) -> list[str]:
+    """The UID part (first 8 hex digits) of every UIDL line, in message order."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=300) as s:
+        f = s.makefile("rb")
+        f.readline()
+        for cmd in (f"USER {user}", f"PASS {password(user)}", "UIDL"):
+            s.sendall(cmd.encode() + b"\r\n")
+            if not f.readline().startswith(b"+OK"):
+                raise RuntimeError(f"{cmd.split()[0]} refused")
+        out = []
+        while (line := f.readline()) != b".\r\n":
+            out.append(line.split()[1][:8].decode())
+        s.sendall(b"QUIT\r\n")
+        f.readline()
+    return out
+
+
+def run_target(t, seed: int) -> dict:
+    user = USERS[0]
+    t.prepare(USERS[:2])
+    t.start()
+    try:
+        rng = random.Random(seed)
+        cold = imapclient.pop3_session(HOST, t.pop3_port, user, password(user), 200, rng)
+        warm = imapclient.pop3_session(HOST, t.pop3_port, user, password(user), 200, rng)
+        uids = uidl_uids(HOST, t.pop3_port, user)
+    finally:
+        t.stop()
+    out: dict = {
+        f"{name}.{s}_ms": r[s] * 1e3 for name, r in (("cold", cold), ("warm", warm)) for s in STEPS
+    }
+    out["uidl_lines"] = cold["uidl_lines"]
+    out["retr_bytes"] = cold["retr_bytes"] + warm["retr_bytes"]
+    out["uids"] = uids
+    return out
+
+
+def fmt(values: list[float]) -> str:
+    med = statistics.median(values)
+    text = f"{med:.3g}" if med < 100 else f"{med:.0f}"
+    return text if len(values) == 1 else f"{text} [{min(values):.3g}-{max(values):.3g}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", choices=["mbox", "maildir"], default="mbox")
+    ap.add_argument("--targets", default="dovecot,tinymail")
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--count", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=1, help="as run.py --seed (corpus seed + 1)")
+    ap.add_argument("--cache", default="/tmp/tmbench/cache")
+    ap.add_argument("--keep", action="store_true", help="keep the work dirs (configs, logs)")
+    ap.add_argument("--out", help="write the raw figures here (JSON)")
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("run as root (daemons, chown, private mount namespace)", file=sys.stderr)
+        return 2
+    cache = Path(a.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    maildir, info = corpus_maildir(cache, a.count, a.seed + 1)
+    source = corpus_mbox(cache, maildir, info) if a.store == "mbox" else maildir
+    names = a.targets.split(",")
+    classes = {"dovecot": DovecotPOP3, "tinymail": TinymailPOP3}
+    workroot = Path(f"/tmp/tmbench/runs/pop3-{a.store}-{time.strftime('%Y%m%d-%H%M%S')}")
+    workroot.mkdir(parents=True)
+    ctx = Ctx(workroot)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    for rep in range(a.reps):
+        for name in names:
+            t = classes[name](workroot / f"{name}-{rep}", ctx, a.store, source)
+            if why := t.unavailable():
+                print(f"# skip {name}: {why}")
+                continue
+            r = run_target(t, a.seed + 1 + rep)
+            results[name].append(r)
+            steps = " ".join(
+                f"{k.split('_ms')[0]}={v:.1f}" for k, v in r.items() if k.endswith("_ms")
+            )
+            print(f"# rep {rep + 1} {name}: {steps}", flush=True)
+    ran = [n for n in names if results[n]]
+    print(f"\n### P1 on {a.store} ({a.count} messages, {a.reps} rep(s))\n")
+    print("| metric | " + " | ".join(ran) + " |")
+    print("|---" * (len(ran) + 1) + "|")
+    base = ran[0]
+    for key in [f"{p}.{s}_ms" for p in ("cold", "warm") for s in STEPS]:
+        cells = []
+        for n in ran:
+            cell = fmt([r[key] for r in results[n]])
+            if n != base and len(results[n]) == len(results[base]):
+                ratios = [r[key] / b[key] for r, b in zip(results[n], results[base], strict=True)]
+                cell += f" x{statistics.median(ratios):.2f}"
+            cells.append(cell)
+        print(f"| {key.removesuffix('_ms').replace('.', ' ')} ms | " + " | ".join(cells) + " |")
+    ok = True
+    for n in ran:
+        full = all(r["uidl_lines"] == a.count for r in results[n])
+        ok &= full
+        print(f"\n{n}: UIDL lists all {a.count} messages: {'yes' if full else 'NO'}", end="")
+    if len(ran) == 2:
+        pairs = list(zip(*(results[n] for n in ran), strict=True))
+        same_uids = all(x["uids"] == y["uids"] for x, y in pairs)
+        same_bytes = all(x["retr_bytes"] == y["retr_bytes"] for x, y in pairs)
+        ok &= same_uids and same_bytes
+        print(
+            f"\nsame UIDs on both (UIDL): {'yes' if same_uids else 'NO'}; "
+            f"same RETR bytes on both: {'yes' if same_bytes else 'NO'}"
+        )
+    print(f"x = median over reps of ({ran[-1]} / {base}) within the same rep.")
+    if a.out:
+        for rs in results.values():
+            for r in rs:
+                r.pop("uids", None)
+        Path(a.out).write_text(json.dumps({"store": a.store, "results": results}, indent=1))
+    if not a.keep:
+        shutil.rmtree(workroot, ignore_errors=True)
+    else:
+        print(f"work dirs kept in {workroot}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
