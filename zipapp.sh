@@ -8,10 +8,11 @@ build=build/zipapp
 rm -rf "$build"
 mkdir -p "$build" dist
 "$PYTHON" -m pip install --quiet --no-compile --target "$build" .
-# Keep only what runs: no caches, no console-script shims, no package metadata.
+# Keep only what runs: no caches, no console-script shims, and of the package metadata only
+# METADATA (dnspython's trio backend checks trio's version with importlib.metadata).
 rm -rf "$build/bin"
 find "$build" -name '__pycache__' -type d -prune -exec rm -rf {} +
-find "$build" -maxdepth 1 -name '*.dist-info' -type d -prune -exec rm -rf {} +
+find "$build" -mindepth 2 -maxdepth 2 -path '*.dist-info/*' ! -name METADATA -exec rm -rf {} +
 if find "$build" -name '*.so' | grep -q .; then
     echo "zipapp.sh: a dependency is not pure Python:" >&2
     find "$build" -name '*.so' >&2

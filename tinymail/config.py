@@ -5,9 +5,10 @@ size or listen address is a `ConfigError` whose one-line message names the key
 and, where the file has it, the line. Paths that are relative are relative to
 `data_dir` (SPEC.md).
 
-`sendmail` loads the config on its start-up path (bench/sendmail_latency.py): modules that only
-some configs need (tomllib, ipaddress, socket) are imported where they are used, and patterns
-are compiled by `re`'s own cache on first use.
+`sendmail` does not import this module on its start-up path: it reads the few values it needs
+through quickconfig.py, which calls `read_raw` and `build` here only when its cache misses.
+Modules that only some configs need (tomllib, ipaddress) are imported where they are used, and
+patterns are compiled by `re`'s own cache on first use.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG_PATH = Path("/etc/tinymail/tinymail.toml")
+from tinymail import quickconfig
+from tinymail.quickconfig import ConfigError as ConfigError  # defined there for sendmail
 
-
-class ConfigError(Exception):
-    """A config problem, phrased as one line for the user."""
+DEFAULT_CONFIG_PATH = Path(quickconfig.DEFAULT_CONFIG_FILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,16 +173,19 @@ def find_config(cli_path: str | None) -> Path | None:
 
 def default_data_dir() -> Path:
     """$TINYMAIL_HOME, else ~/.local/share/tinymail."""
-    home = os.environ.get("TINYMAIL_HOME")
-    if home:
-        return Path(home)
-    return Path.home() / ".local" / "share" / "tinymail"
+    return Path(quickconfig.default_data_dir())
 
 
 def load_config(path: Path | None) -> Config:
     """Read and validate the config at `path`, or build the embedded default when None."""
     if path is None:
-        return _build({}, "", "embedded default")
+        return build({}, "", "embedded default")
+    raw, text = read_raw(path)
+    return build(raw, text, str(path))
+
+
+def read_raw(path: Path) -> tuple[dict[str, Any], str]:
+    """The parsed TOML table of the file at `path` and its text (for error line numbers)."""
     import tomllib  # not needed for the embedded default (sendmail without a config file)
 
     try:
@@ -192,10 +195,9 @@ def load_config(path: Path | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: config is not UTF-8") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return _build(raw, text, str(path))
 
 
 # --- value parsers -------------------------------------------------------------
@@ -447,7 +449,8 @@ def _fail(text: str, source: str, section: str | None, key: str, why: str) -> Co
     return ConfigError(f"{where}: {name}: {why}")
 
 
-def _build(raw: Mapping[str, Any], text: str, source: str) -> Config:
+def build(raw: Mapping[str, Any], text: str, source: str) -> Config:
+    """Validate a parsed config (`text` is its source, for line numbers) into a Config."""
     for key in raw:
         if key not in _TOP:
             line = _line_of(text, None, key) or _line_of(text, key, key)
@@ -462,7 +465,7 @@ def _build(raw: Mapping[str, Any], text: str, source: str) -> Config:
         except (TypeError, ValueError) as exc:
             raise _fail(text, source, None, key, str(exc)) from None
 
-    hostname = top("hostname", _str(_domain), None) or _default_hostname()
+    hostname = top("hostname", _str(_domain), None) or quickconfig.default_hostname()
     domains = top("domains", _str_list(_domain), None)
     domains = tuple(_domain(d) for d in domains) if domains is not None else ("localhost", hostname)
     data_dir = Path(top("data_dir", _str(), "") or default_data_dir()).expanduser()
@@ -530,13 +533,6 @@ def _section(
         except (TypeError, ValueError) as exc:
             raise _fail(text, source, name, key, str(exc)) from None
     return cls(**values)
-
-
-def _default_hostname() -> str:
-    import socket
-
-    name = socket.getfqdn() or socket.gethostname() or "localhost"
-    return name.lower().rstrip(".")
 
 
 # --- printing the effective config (tinymail check) ------------------------------

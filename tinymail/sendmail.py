@@ -1,8 +1,13 @@
 """`sendmail` (and `-bp` mailq, `-bi` newaliases, `-bs`, `-q`): the drop-in /usr/sbin/sendmail.
 
 Theory:
-- Synchronous and light: no trio, no argparse, no email package on the queueing path (the
-  command must start about as fast as a bare interpreter; bench/sendmail_latency.py).
+- Synchronous and light: the queueing path (-bm, the default) must start about as fast as a
+  bare interpreter (bench/sendmail_latency.py, tests/test_sendmail_imports.py), so it imports
+  only modules the interpreter has already loaded, builtins (marshal, _socket, _json) and
+  tinymail modules written for it: quickconfig (the config values it needs, usually from a
+  per-user cache), qfile (the queue file), control_wire, compose, addresses (-t), record.
+  No trio, argparse, email, re, enum, typing, dataclasses, pathlib, json or tomllib. The other
+  modes load the whole config (config.py).
 - Exit 0 only after the message file and queue/active/ are fsynced (Spool promise). Every
   error is one line on stderr with a sysexits.h status: 64 usage, 65 data, 67 unknown local
   recipient, 73/75 queue not writable, 78 config.
@@ -22,10 +27,8 @@ import os
 import pwd
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import BinaryIO, NamedTuple
 
-from tinymail.config import Config, ConfigError, find_config, load_config
+from tinymail import quickconfig
 from tinymail.control_client import request
 from tinymail.mail.compose import (
     ComposeError,
@@ -34,10 +37,21 @@ from tinymail.mail.compose import (
     parse_recipient_argument,
     qualify,
 )
-from tinymail.proto import control
-from tinymail.queue.spool import Spool, new_qid
+from tinymail.proto import control_wire as control
+from tinymail.queue import qfile
 from tinymail.queue.submit import received_by, rfc5322_date
+from tinymail.quickconfig import ConfigError, SendmailConfig
+from tinymail.record import Record
 from tinymail.sendmail_args import Mode, Options, UsageError, parse_args
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~2 ms; mypy knows both
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import BinaryIO
+
+    from tinymail.config import Config
+
+    Spawner = Callable[[str, str], None]  # (config path or "", queue ID): start a one-shot run
 
 EX_OK = 0
 EX_USAGE = 64
@@ -48,8 +62,6 @@ EX_TEMPFAIL = 75
 EX_NOPERM = 77
 EX_CONFIG = 78
 
-Spawner = Callable[[str, str], None]  # (config path or "", queue ID): start a one-shot run
-
 
 class SendmailError(Exception):
     """One line for stderr, with its exit status."""
@@ -59,17 +71,25 @@ class SendmailError(Exception):
         self.status = status
 
 
-class Prepared(NamedTuple):
-    """A composed message and its envelope, before it reaches the queue.
+class Prepared(Record):
+    """A composed message and its envelope, before it reaches the queue."""
 
-    A NamedTuple, not a dataclass: as immutable, and ~1 ms cheaper to create at start-up.
-    """
+    __slots__ = ("extract", "from_address", "message", "recipients", "sender")
 
-    sender: str
-    recipients: tuple[str, ...]
-    message: bytes  # framed input (LF line ends), headers not yet completed
-    from_address: str  # for a missing From: the sender, or MAILER-DAEMON for <>
-    extract: bool  # -t
+    def __init__(
+        self,
+        *,
+        sender: str,
+        recipients: tuple[str, ...],
+        message: bytes,
+        from_address: str,
+        extract: bool,
+    ) -> None:
+        self.sender = sender
+        self.recipients = recipients
+        self.message = message  # framed input (LF line ends), headers not yet completed
+        self.from_address = from_address  # for a missing From: the sender, or MAILER-DAEMON
+        self.extract = extract  # -t
 
 
 def main(
@@ -83,8 +103,11 @@ def main(
     """Run sendmail with `argv` (options and recipients, no program name); returns the status."""
     try:
         opts = parse_args(argv)
-        cfg = _config(opts.config or config_path)
-        return _run(opts, cfg, stdin or sys.stdin.buffer, spawn)
+        path = opts.config or config_path
+        if opts.mode == Mode.DELIVER:
+            settings = _settings(path)
+            return _deliver(opts, settings, stdin or sys.stdin.buffer, spawn)
+        return _run(opts, _config(path), stdin or sys.stdin.buffer, spawn)
     except UsageError as exc:
         return _fail(prog, str(exc), EX_USAGE)
     except SendmailError as exc:
@@ -98,35 +121,45 @@ def _fail(prog: str, message: str, status: int) -> int:
     return status
 
 
+def _settings(path: str | None) -> SendmailConfig:
+    """What queueing needs of the config: quickconfig, not the whole of config.py."""
+    try:
+        return quickconfig.load(path)
+    except ConfigError as exc:
+        raise SendmailError(f"config error: {exc}", EX_CONFIG) from None
+
+
 def _config(path: str | None) -> Config:
+    from tinymail.config import find_config, load_config
+
     try:
         return load_config(find_config(path))
     except ConfigError as exc:
         raise SendmailError(f"config error: {exc}", EX_CONFIG) from None
 
 
-def _config_arg(cfg: Config) -> str:
-    return "" if cfg.source == "embedded default" else cfg.source
-
-
-def _run(opts: Options, cfg: Config, stdin: BinaryIO, spawn: Spawner | None) -> int:
-    if opts.mode is Mode.MAILQ:
-        return mailq(cfg)
-    if opts.mode is Mode.NEWALIASES:
-        from tinymail.cli import newaliases
-
-        return newaliases(cfg)
-    if opts.mode is Mode.FLUSH:
-        return flush_queue(cfg, opts.flush_qid)
-    if opts.mode is Mode.SMTP:
-        from tinymail.sendmail_smtp import serve_stdio
-
-        return serve_stdio(cfg, stdin, sys.stdout.buffer, spawn=spawn)
-    prepared = prepare(opts, cfg, _read_input(stdin, cfg.smtp.max_message_size))
+def _deliver(opts: Options, cfg: SendmailConfig, stdin: BinaryIO, spawn: Spawner | None) -> int:
+    """The default mode (-bm): read the message, queue it, get it delivered."""
+    prepared = prepare(opts, cfg, _read_input(stdin, cfg.max_message_size))
     qid = queue_message(cfg, prepared, opts.full_name, spawn=spawn)
     if opts.verbose:
         print(f"sendmail: queued as {qid}", file=sys.stderr)
     return EX_OK
+
+
+def _run(opts: Options, cfg: Config, stdin: BinaryIO, spawn: Spawner | None) -> int:
+    """-bp, -bi, -q and -bs, with the whole config."""
+    if opts.mode == Mode.MAILQ:
+        return mailq(cfg)
+    if opts.mode == Mode.NEWALIASES:
+        from tinymail.cli import newaliases
+
+        return newaliases(cfg)
+    if opts.mode == Mode.FLUSH:
+        return flush_queue(cfg, opts.flush_qid)
+    from tinymail.sendmail_smtp import serve_stdio
+
+    return serve_stdio(cfg, stdin, sys.stdout.buffer, spawn=spawn)
 
 
 def _read_input(stdin: BinaryIO, limit: int) -> bytes:
@@ -148,7 +181,7 @@ def login_name() -> str:
         raise SendmailError(f"no login name found for user ID {os.getuid()}", EX_USAGE) from None
 
 
-def prepare(opts: Options, cfg: Config, data: bytes) -> Prepared:
+def prepare(opts: Options, cfg: SendmailConfig, data: bytes) -> Prepared:
     """Frame the input and settle the envelope (sender, recipients) from arguments and -t."""
     origin = cfg.hostname
     if opts.sender is not None:
@@ -166,7 +199,13 @@ def prepare(opts: Options, cfg: Config, data: bytes) -> Prepared:
         recipients.extend(_qualify_arg(a, origin, "recipient") for a in found)
     message = frame_input(data, ignore_dots=opts.ignore_dots)
     from_address = sender or f"MAILER-DAEMON@{origin}"
-    return Prepared(sender, tuple(recipients), message, from_address, opts.extract)
+    return Prepared(
+        sender=sender,
+        recipients=tuple(recipients),
+        message=message,
+        from_address=from_address,
+        extract=opts.extract,
+    )
 
 
 def _qualify_arg(address: str, origin: str, what: str) -> str:
@@ -177,40 +216,46 @@ def _qualify_arg(address: str, origin: str, what: str) -> str:
 
 
 def queue_message(
-    cfg: Config, prepared: Prepared, full_name: str | None, *, spawn: Spawner | None
+    cfg: SendmailConfig, prepared: Prepared, full_name: str | None, *, spawn: Spawner | None
 ) -> str:
     """Complete, check and queue the message, then get it delivered; returns its queue ID."""
-    spool = Spool(cfg.queue_dir)
+    root = cfg.queue_dir
     try:
-        spool.create()
-        if os.stat(cfg.queue_dir).st_uid != os.geteuid():
+        qfile.make_dirs(root)
+        if os.stat(root).st_uid != os.geteuid():
             # A system queue owned by the tinymail user: even root must not leave files there
             # that the daemon cannot read (and must not deliver as root): hand it over.
             return _submit_to_daemon(cfg, prepared, full_name)
-        msg = spool.incoming_message()
     except PermissionError:
         return _submit_to_daemon(cfg, prepared, full_name)
     except OSError as exc:
-        raise SendmailError(
-            f"cannot create the queue {cfg.queue_dir}: {exc}", EX_CANTCREAT
-        ) from None
+        raise SendmailError(f"cannot create the queue {root}: {exc}", EX_CANTCREAT) from None
+    qid = qfile.new_qid()
     date = rfc5322_date()
-    composed, recipients = _compose(cfg, prepared, full_name, msg.qid, date)
-    content = received_by(cfg.hostname, os.getuid(), msg.qid, date) + composed
-    origin = f"sendmail uid={os.getuid()}"
+    composed, recipients = _compose(cfg, prepared, full_name, qid, date)
+    content = received_by(cfg.hostname, os.getuid(), qid, date) + composed
+    envelope: dict[str, str | int | float | list[str]] = {  # Envelope.to_json(), in order
+        "qid": qid,
+        "sender": prepared.sender,
+        "recipients": list(recipients),
+        "arrival": time.time(),
+        "size": len(content),
+        "origin": f"sendmail uid={os.getuid()}",
+        "dsn_kind": "",
+    }
     try:
-        spool.enqueue(prepared.sender, recipients, content, origin=origin, incoming=msg)
+        qfile.store(root, qid, content, qfile.encode_envelope(envelope))
     except PermissionError:
         return _submit_to_daemon(cfg, prepared, full_name)
     except OSError as exc:
         status = EX_CANTCREAT if exc.errno in (errno.EROFS, errno.ENOTDIR) else EX_TEMPFAIL
         raise SendmailError(f"cannot write the queue: {exc.strerror or exc}", status) from None
-    _deliver_soon(cfg, msg.qid, spawn)
-    return msg.qid
+    _deliver_soon(cfg, qid, spawn)
+    return qid
 
 
 def _compose(
-    cfg: Config, prepared: Prepared, full_name: str | None, qid: str, date: str
+    cfg: SendmailConfig, prepared: Prepared, full_name: str | None, qid: str, date: str
 ) -> tuple[bytes, tuple[str, ...]]:
     """Header completion and -t, the recipient checks; returns (content, recipients)."""
     extract = prepared.extract
@@ -234,17 +279,15 @@ def _compose(
             else "recipient addresses must be specified on the command line or via the -t option"
         )
         raise SendmailError(why, EX_USAGE)
-    if len(composed.content) > cfg.smtp.max_message_size:
-        raise SendmailError(
-            f"message too large (limit {cfg.smtp.max_message_size} bytes)", EX_DATAERR
-        )
+    if len(composed.content) > cfg.max_message_size:
+        raise SendmailError(f"message too large (limit {cfg.max_message_size} bytes)", EX_DATAERR)
     unknown = unknown_local_recipient(cfg, recipients)
     if unknown is not None:
         raise SendmailError(f"<{unknown}>: no such local user or alias", EX_NOUSER)
     return composed.content, recipients
 
 
-def _deliver_soon(cfg: Config, qid: str, spawn: Spawner | None) -> None:
+def _deliver_soon(cfg: SendmailConfig, qid: str, spawn: Spawner | None) -> None:
     """Nudge the daemon; without one, start a detached one-shot delivery run."""
     try:
         reply = request(cfg.data_dir, control.nudge(qid), timeout=10.0)
@@ -256,16 +299,16 @@ def _deliver_soon(cfg: Config, qid: str, spawn: Spawner | None) -> None:
 
             spawn = spawn_oneshot
         try:
-            spawn(_config_arg(cfg), qid)
+            spawn(cfg.config_arg, qid)
         except OSError as exc:
             # Queued is queued: exit 0 stays true; the next run or the daemon delivers it.
             print(f"sendmail: queued as {qid}, but no delivery started: {exc}", file=sys.stderr)
 
 
-def _submit_to_daemon(cfg: Config, prepared: Prepared, full_name: str | None) -> str:
+def _submit_to_daemon(cfg: SendmailConfig, prepared: Prepared, full_name: str | None) -> str:
     """The caller cannot write the queue: hand the message to the daemon (SO_PEERCRED)."""
     date = rfc5322_date()
-    content, recipients = _compose(cfg, prepared, full_name, new_qid(), date)
+    content, recipients = _compose(cfg, prepared, full_name, qfile.new_qid(), date)
     try:
         reply = request(cfg.data_dir, control.submit(recipients, content))
     except OSError as exc:
@@ -314,7 +357,7 @@ def date_stamp() -> str:
     return time.strftime("%Y%m%d%H%M%S")
 
 
-def unknown_local_recipient(cfg: Config, recipients: Sequence[str]) -> str | None:
+def unknown_local_recipient(cfg: SendmailConfig, recipients: Sequence[str]) -> str | None:
     """The first recipient in a local domain that nobody has, or None.
 
     System accounts are checked first (cheap, and cron mails root); the users and aliases
@@ -340,14 +383,16 @@ def _system_account(name: str) -> bool:
     return True
 
 
-def _file_resolver(cfg: Config) -> Callable[[str], bool]:
+def _file_resolver(cfg: SendmailConfig) -> Callable[[str], bool]:
+    from pathlib import Path
+
     from tinymail.delivery.resolve import resolve_local
     from tinymail.store.aliases import Aliases, AliasesError
     from tinymail.store.users import UserDB, UsersFileError
 
     try:
-        users = UserDB.load(cfg.users_file)
-        aliases = Aliases.load(cfg.aliases_file, frozenset(cfg.domains))
+        users = UserDB.load(Path(cfg.users_file))
+        aliases = Aliases.load(Path(cfg.aliases_file), frozenset(cfg.domains))
     except (OSError, UsersFileError, AliasesError):
         return lambda _rcpt: True  # cannot tell here: the delivery agent will decide
 

@@ -16,24 +16,28 @@ Rules / theory (research/smtp-anchors.md 2b):
 
 from __future__ import annotations
 
-import enum
-import re
-from collections.abc import Sequence
-from typing import NamedTuple
+from tinymail.record import Record
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~2 ms; mypy knows both
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Options that take an argument (Postfix getopt string, plus -r as an alias of -f).
 _WITH_ARG = frozenset("ABCFLNORVXbefhopr")
 _NO_ARG = frozenset("GIUcimntvx")
 # Control characters (C0, DEL, C1): never allowed in argument data.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
 
 
 class UsageError(ValueError):
     """A bad command line: one line for the user, exit status 64 (EX_USAGE)."""
 
 
-class Mode(enum.Enum):
-    """What the invocation does (the `-b` family, `-q` and `-I`)."""
+class Mode:
+    """What the invocation does (the `-b` family, `-q` and `-I`): `Options.mode` is one of these.
+
+    Plain strings, not an enum: `enum` (and `re`, which needs it) cost sendmail ~2 ms to import.
+    """
 
     DELIVER = "deliver"  # -bm, the default: read a message from stdin and queue it
     MAILQ = "mailq"  # -bp
@@ -42,26 +46,48 @@ class Mode(enum.Enum):
     FLUSH = "flush"  # -q: run the queue now
 
 
-class Options(NamedTuple):
-    """The parsed command line.
+class Options(Record):
+    """The parsed command line."""
 
-    A NamedTuple, not a dataclass: as immutable, and ~1 ms cheaper to create at start-up.
-    """
+    __slots__ = (
+        "config",
+        "extract",
+        "flush_qid",
+        "full_name",
+        "ignore_dots",
+        "mode",
+        "recipients",
+        "sender",
+        "verbose",
+    )
 
-    mode: Mode = Mode.DELIVER
-    extract: bool = False  # -t: recipients from the headers too
-    ignore_dots: bool = False  # -i / -oi: a lone "." does not end the message
-    sender: str | None = None  # -f / -r, as given (None: the invoking user)
-    full_name: str | None = None  # -F
-    verbose: bool = False  # -v
-    config: str | None = None  # -C FILE: the tinymail config file
-    flush_qid: str | None = None  # -qIQID
-    recipients: tuple[str, ...] = ()
+    def __init__(
+        self,
+        *,
+        mode: str = Mode.DELIVER,
+        extract: bool = False,
+        ignore_dots: bool = False,
+        sender: str | None = None,
+        full_name: str | None = None,
+        verbose: bool = False,
+        config: str | None = None,
+        flush_qid: str | None = None,
+        recipients: tuple[str, ...] = (),
+    ) -> None:
+        self.mode = mode
+        self.extract = extract  # -t: recipients from the headers too
+        self.ignore_dots = ignore_dots  # -i / -oi: a lone "." does not end the message
+        self.sender = sender  # -f / -r, as given (None: the invoking user)
+        self.full_name = full_name  # -F
+        self.verbose = verbose  # -v
+        self.config = config  # -C FILE: the tinymail config file
+        self.flush_qid = flush_qid  # -qIQID
+        self.recipients = recipients
 
 
 def check_text(what: str, value: str) -> str:
     """Refuse control characters (newline, CR, NUL, ...) in argument data; returns `value`."""
-    if _CONTROL.search(value):
+    if not CONTROL_CHARACTERS.isdisjoint(value):
         raise UsageError(f"{what} contains a control character: refused")
     return value
 
@@ -140,7 +166,7 @@ def _option_with_arg(flag: str, value: str, opts: dict[str, object]) -> None:
     # -A -L -O -R -X -e -h -p: accepted and ignored.
 
 
-def _b_mode(value: str) -> Mode:
+def _b_mode(value: str) -> str:
     modes = {"m": Mode.DELIVER, "p": Mode.MAILQ, "i": Mode.NEWALIASES, "s": Mode.SMTP}
     if value in modes:
         return modes[value]

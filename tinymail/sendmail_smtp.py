@@ -9,7 +9,7 @@ becomes the 250 promise), then the daemon is nudged or a one-shot run started.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tinymail.config import Config
 from tinymail.mail.compose import ComposeError, qualify
@@ -17,7 +17,11 @@ from tinymail.proto.smtp import events as ev
 from tinymail.proto.smtp.events import CLOSED, NEED_DATA
 from tinymail.proto.smtp.replies import Reply
 from tinymail.proto.smtp.server import Limits, ServerConnection
-from tinymail.sendmail import Prepared, SendmailError, Spawner, queue_message
+from tinymail.quickconfig import SendmailConfig
+from tinymail.sendmail import Prepared, SendmailError, queue_message
+
+if TYPE_CHECKING:
+    from tinymail.sendmail import Spawner
 
 OK = Reply(250, "2.0.0", "Ok")
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
@@ -32,6 +36,7 @@ def serve_stdio(cfg: Config, stdin: BinaryIO, stdout: BinaryIO, *, spawn: Spawne
             max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients
         ),
     )
+    settings = SendmailConfig.from_config(cfg)
     stdout.write(conn.greeting())
     stdout.flush()
     body = bytearray()
@@ -54,7 +59,7 @@ def serve_stdio(cfg: Config, stdin: BinaryIO, stdout: BinaryIO, *, spawn: Spawne
             body.clear()
             conn.send(START_DATA)
         elif isinstance(event, ev.DataEnd):
-            conn.send(_queue(cfg, conn, bytes(body), spawn))
+            conn.send(_queue(settings, conn, bytes(body), spawn))
             body.clear()
         elif isinstance(event, ev.MailFrom):
             conn.send(Reply(250, "2.1.0", "Ok"))
@@ -77,7 +82,9 @@ def _recipient(cfg: Config, address: str) -> Reply:
     return Reply(250, "2.1.5", "Ok")
 
 
-def _queue(cfg: Config, conn: ServerConnection, content: bytes, spawn: Spawner | None) -> Reply:
+def _queue(
+    cfg: SendmailConfig, conn: ServerConnection, content: bytes, spawn: Spawner | None
+) -> Reply:
     sender = conn.mail_from or ""
     try:
         recipients = tuple(qualify(r, cfg.hostname) for r in conn.recipients)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tinymail.mail.compose as compose_module
 from tinymail.mail.compose import (
     ComposeError,
     compose,
@@ -16,6 +18,8 @@ from tinymail.mail.compose import (
     frame_input,
     parse_recipient_argument,
     qualify,
+    valid_domain,
+    valid_local_part,
 )
 
 DATE = "Tue, 24 Nov 2026 18:40:00 +0000"
@@ -218,3 +222,48 @@ def test_qualify(address: str, qualified: str) -> None:
 def test_qualify_refuses_junk(address: str) -> None:
     with pytest.raises(ComposeError):
         qualify(address, "h.test")
+
+
+# --- the character-class checks against the RFC 5322 regular expressions they replace ------------
+# compose.py avoids `re` (sendmail's start-up); these are the patterns it used to compile.
+
+_ATEXT = r'[^\x00-\x20"(),.:;<>@\[\]\\\x7f]'
+_LABEL = r"[^\x00-\x2c./:-@\[-\^`{-\x7f]"
+LOCAL_RE = re.compile(rf'{_ATEXT}+(?:\.{_ATEXT}+)*|"(?:[^"\\\x00-\x1f]|\\.)*"')
+DOMAIN_RE = re.compile(rf"{_LABEL}+(?:\.{_LABEL}+)*\.?|\[[!-Z^-~]*\]")
+FIELD_NAME_RE = re.compile(rb"([!-9;-~]+)[ \t]*:")
+PHRASE_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- ]+")
+# Mostly the characters that matter, with some of everything else.
+TRICKY = st.text(
+    st.sampled_from([*'a.@"\\[]() -_:;<>\n\t\x7f\x00é!~Z^`{', chr(0x80), chr(0x2603)]),
+    max_size=12,
+) | st.text(max_size=12)
+
+
+@given(TRICKY)
+@settings(max_examples=1000)
+def test_local_part_check_is_the_regex(text: str) -> None:
+    assert valid_local_part(text) == (LOCAL_RE.fullmatch(text) is not None)
+
+
+@given(TRICKY)
+@settings(max_examples=1000)
+def test_domain_check_is_the_regex(text: str) -> None:
+    assert valid_domain(text) == (DOMAIN_RE.fullmatch(text) is not None)
+
+
+@given(TRICKY.filter(lambda name: name != "" and name.isprintable()))
+@settings(max_examples=1000)
+def test_atom_phrase_is_the_regex(name: str) -> None:
+    atoms = PHRASE_RE.fullmatch(name) is not None and name.strip() == name
+    assert (format_mailbox("a@b.test", name) == f"{name} <a@b.test>") == atoms
+
+
+@given(st.binary(max_size=16), st.integers(0, 4))
+@settings(max_examples=1000)
+def test_field_names_are_the_regex(text: bytes, pos: int) -> None:
+    m = FIELD_NAME_RE.match(text, pos)
+    nl = text.find(b"\n", pos)
+    end = len(text) if nl < 0 else nl + 1
+    expected = m.group(1) if m is not None and m.end() <= end else None
+    assert compose_module._field_name(text, pos, end) == expected

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tinymail.queue.model import Envelope, QueueState, RcptStatus, Recipient
+from tinymail.queue.qfile import ALPHABET
 from tinymail.queue.spool import (
-    _ALPHABET,
     FLUSH_AT,
     FOOTER_LEN,
     STALE_INCOMING,
@@ -48,7 +48,7 @@ def test_new_qid_shape_uniqueness_and_order() -> None:
         qids.append(new_qid())
         time.sleep(0.000002)  # distinct microseconds, so the time part orders them
     assert len(set(qids)) == len(qids)
-    assert all(set(q) <= set(_ALPHABET) for q in qids)
+    assert all(set(q) <= set(ALPHABET) for q in qids)
     assert len({len(q) for q in qids}) == 1
     assert qids == sorted(qids)
 

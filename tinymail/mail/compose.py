@@ -20,22 +20,20 @@ Rules / theory (Postfix cleanup(8) and sendmail(1), research/smtp-anchors.md 2a)
 
 from __future__ import annotations
 
-import binascii
-import re
-from typing import NamedTuple
+from tinymail.record import Record
 
-_FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # RFC 5322 2.2 ftext, obs WSP before ":"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_ASCII_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
-# RFC 5322 3.2.3 atext plus RFC 6532 UTF-8, written as "not a special, space or control":
-# negated ASCII classes compile in microseconds, explicit non-ASCII ranges take ~30 ms.
-_ATEXT = r'[^\x00-\x20"(),.:;<>@\[\]\\\x7f]'
-_LABEL = r"[^\x00-\x2c./:-@\[-\^`{-\x7f]"  # letter, digit, "-", "_" or non-ASCII
-# RFC 5322 3.4.1 addr-spec: dot-atom or quoted-string local part; domain labels or a literal.
-_LOCAL = re.compile(rf'{_ATEXT}+(?:\.{_ATEXT}+)*|"(?:[^"\\\x00-\x1f]|\\.)*"')
-_DOMAIN = re.compile(rf"{_LABEL}+(?:\.{_LABEL}+)*\.?|\[[!-Z^-~]*\]")
-# ASCII atext words separated by spaces; only -F needs it, so `re` compiles it on first use.
-_PHRASE_ATOM = rf"[{_ASCII_ATEXT} ]+"
+# Character classes as sets, not `re` patterns: `re` (with `enum`) costs sendmail's start-up
+# ~3 ms to import (bench/sendmail_latency.py); tests/mail/test_compose.py checks that these
+# checks accept exactly what the RFC 5322 regular expressions do.
+_CONTROL = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))  # C0, DEL, C1
+# RFC 5322 2.2 ftext: printable US-ASCII except ":".
+_FTEXT = bytes(c for c in range(0x21, 0x7F) if c != 0x3A)
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_ASCII_ATEXT = frozenset(_ALNUM + "!#$%&'*+/=?^_`{|}~-")  # RFC 5322 3.2.3
+# RFC 5322 3.2.3 atext plus RFC 6532 UTF-8, written as "not a special, space or control".
+_NOT_ATEXT = frozenset(map(chr, range(0x21))) | frozenset('"(),.:;<>@[]\\\x7f')
+# Domain labels: letter, digit, "-", "_" or non-ASCII.
+_NOT_LABEL = frozenset(map(chr, range(0x80))) - frozenset(_ALNUM + "-_")
 _RECIPIENT_FIELDS = (b"to", b"cc", b"bcc")
 _MAX_ENCODED_WORD = 75  # RFC 2047 2
 
@@ -44,14 +42,14 @@ class ComposeError(ValueError):
     """The message (or an address in it) cannot be queued: exit 65 (EX_DATAERR)."""
 
 
-class Composed(NamedTuple):
-    """A message ready for the queue.
+class Composed(Record):
+    """A message ready for the queue."""
 
-    A NamedTuple, not a dataclass: as immutable, and ~1 ms cheaper to create at start-up.
-    """
+    __slots__ = ("content", "header_recipients")
 
-    content: bytes  # LF line ends, headers completed, Bcc removed with -t
-    header_recipients: tuple[str, ...]  # with -t: addresses from the header fields, as written
+    def __init__(self, content: bytes, header_recipients: tuple[str, ...]) -> None:
+        self.content = content  # LF line ends, headers completed, Bcc removed with -t
+        self.header_recipients = header_recipients  # with -t: from the header fields, as written
 
 
 class _Field:
@@ -98,12 +96,21 @@ def _header_fields(text: bytes) -> tuple[list[_Field], int, bool]:
             last = fields[-1]
             fields[-1] = _Field(last.name, last.start, nxt)
         else:
-            m = _FIELD_NAME.match(text, pos)
-            if m is None or m.end() > nxt:
+            name = _field_name(text, pos, nxt)
+            if name is None:
                 return fields, pos, False
-            fields.append(_Field(m.group(1).lower(), pos, nxt))
+            fields.append(_Field(name.lower(), pos, nxt))
         pos = nxt
     return fields, pos, False
+
+
+def _field_name(text: bytes, pos: int, end: int) -> bytes | None:
+    """The name of the field starting at `pos` (RFC 5322 2.2: ftext, obs WSP before ":")."""
+    colon = text.find(b":", pos, end)
+    if colon < 0:
+        return None
+    name = text[pos:colon].rstrip(b" \t")
+    return name if name and not name.translate(None, _FTEXT) else None
 
 
 def _value(text: bytes, field: _Field) -> bytes:
@@ -161,8 +168,8 @@ def _line(prefix: bytes, name: bytes, value: str) -> bytes:
 def _addresses(value: bytes) -> list[str]:
     """Addresses (group markers skipped) in an address-list field value, as strings."""
     # Imported here: only -t and list-syntax arguments parse address lists, so cron's
-    # `sendmail -i root` does not pay for loading the header parser at start-up.
-    from tinymail.mail.headers import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
+    # `sendmail -i root` does not load the parser at all.
+    from tinymail.mail.addresses import MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list
 
     out: list[str] = []
     for addr in parse_address_list(value):
@@ -198,27 +205,58 @@ def qualify(address: str, origin: str) -> str:
 
     Raises ComposeError for anything else (control characters, empty parts, junk).
     """
-    if _CONTROL.search(address):
+    if not _CONTROL.isdisjoint(address):
         raise ComposeError(f"address {address!r} contains a control character")
     local, at, domain = address.rpartition("@")
     if not at:
         local, domain = address, origin
-    if not _LOCAL.fullmatch(local) or not _DOMAIN.fullmatch(domain):
+    if not valid_local_part(local) or not valid_domain(domain):
         raise ComposeError(f"bad address {address!r}")
     return f"{local}@{domain.rstrip('.')}"
+
+
+def valid_local_part(local: str) -> bool:
+    """RFC 5322 3.4.1 local-part: a dot-atom (RFC 6532 UTF-8 allowed) or a quoted-string."""
+    if not local.startswith('"'):
+        return all(atom and _NOT_ATEXT.isdisjoint(atom) for atom in local.split("."))
+    if len(local) < 2 or not local.endswith('"'):
+        return False
+    inner, i = local[1:-1], 0
+    while i < len(inner):
+        char = inner[i]
+        if char == "\\":  # quoted-pair: any character but a line feed
+            if i + 1 == len(inner) or inner[i + 1] == "\n":
+                return False
+            i += 2
+        elif char == '"' or char < " ":
+            return False
+        else:
+            i += 1
+    return True
+
+
+def valid_domain(domain: str) -> bool:
+    """Dot-separated labels (letters, digits, "-", "_", UTF-8), one final dot allowed, or a
+    domain literal `[...]` of printable ASCII without brackets and backslash."""
+    if domain.startswith("["):
+        inner = domain[1:-1]
+        closed = len(domain) >= 2 and domain.endswith("]")
+        return closed and all("!" <= c <= "Z" or "^" <= c <= "~" for c in inner)
+    labels = domain[:-1] if domain.endswith(".") else domain
+    return all(label and _NOT_LABEL.isdisjoint(label) for label in labels.split("."))
 
 
 def format_mailbox(address: str, full_name: str | None) -> str:
     """A From value: `Name <address>` with the name safely encoded, or the bare address."""
     if not full_name:
         return address
-    if _CONTROL.search(full_name):
+    if not _CONTROL.isdisjoint(full_name):
         raise ComposeError("full name contains a control character")
     return f"{_phrase(full_name)} <{address}>"
 
 
 def _phrase(name: str) -> str:
-    if re.fullmatch(_PHRASE_ATOM, name) and name.strip() == name:
+    if name and _ASCII_ATEXT.issuperset(name.replace(" ", "")) and name.strip() == name:
         return name  # RFC 5322 3.2.5 phrase of atoms
     if name.isascii():  # RFC 5322 3.2.4 quoted-string: escape DQUOTE and backslash
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -236,6 +274,8 @@ def _encoded_words(name: str) -> str:
             chunk = ""
         chunk += char
     words.append(chunk)
+    import binascii  # only for a non-ASCII -F
+
     return " ".join(
         "=?utf-8?b?" + binascii.b2a_base64(w.encode("utf-8"), newline=False).decode() + "?="
         for w in words

@@ -26,12 +26,20 @@ import enum
 import re
 from dataclasses import dataclass
 
-MAX_LINE = 2048
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOUSER = 67
-EX_TEMPFAIL = 75
-EX_NOPERM = 77
+# The client's half (request lines, the reply line) is in control_wire.py; still this API.
+from tinymail.proto.control_wire import EX_DATAERR as EX_DATAERR
+from tinymail.proto.control_wire import EX_NOPERM as EX_NOPERM
+from tinymail.proto.control_wire import EX_NOUSER as EX_NOUSER
+from tinymail.proto.control_wire import EX_TEMPFAIL as EX_TEMPFAIL
+from tinymail.proto.control_wire import EX_USAGE as EX_USAGE
+from tinymail.proto.control_wire import MAX_LINE as MAX_LINE
+from tinymail.proto.control_wire import Reply as Reply
+from tinymail.proto.control_wire import encode_reply as encode_reply
+from tinymail.proto.control_wire import flush as flush
+from tinymail.proto.control_wire import nudge as nudge
+from tinymail.proto.control_wire import parse_reply as parse_reply
+from tinymail.proto.control_wire import submit as submit
+
 _QID = re.compile(r"[0-9A-Z]{1,40}")
 
 
@@ -170,56 +178,8 @@ class RequestParser:
         return Refused(EX_USAGE, f"bad SUBMIT line {verb[:10]!r}")
 
 
-# --- the client side ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The daemon's answer."""
-
-    ok: bool
-    status: int  # 0 when ok, else a sysexits code
-    text: str
-
-
-def nudge(qid: str) -> bytes:
-    """The NUDGE request for a just-queued message."""
-    return b"NUDGE " + qid.encode("ascii") + b"\n"
-
-
-def flush(qid: str | None = None) -> bytes:
-    """The FLUSH request (all messages, or one)."""
-    return b"FLUSH" + (b" " + qid.encode("ascii") if qid else b"") + b"\n"
-
-
 def change(action: QueueAction, qid: str) -> bytes:
     """The DELETE, HOLD or RELEASE request for one message (qid must be `valid_qid`)."""
     if not valid_qid(qid):
         raise ValueError(f"not a queue ID: {qid!r}")
     return action.value.encode("ascii") + b" " + qid.encode("ascii") + b"\n"
-
-
-def submit(recipients: tuple[str, ...], content: bytes) -> bytes:
-    """The SUBMIT request; recipients must be checked addresses (no space, no control)."""
-    head = b"SUBMIT\n" + b"".join(b"RCPT " + r.encode("utf-8") + b"\n" for r in recipients)
-    return head + b"DATA %d\n" % len(content) + content
-
-
-def encode_reply(reply: Reply) -> bytes:
-    """One reply line; the text is flattened so it can never add a line."""
-    text = " ".join(reply.text.split())
-    if reply.ok:
-        return (f"OK {text}".rstrip() + "\n").encode("utf-8")
-    return f"ERR {reply.status} {text}\n".encode()
-
-
-def parse_reply(line: bytes) -> Reply:
-    """Client side: read the daemon's reply line (a malformed one is a temporary failure)."""
-    text = line.decode("utf-8", "replace").strip()
-    if text == "OK" or text.startswith("OK "):
-        return Reply(True, 0, text[3:])
-    verb, _, rest = text.partition(" ")
-    status, _, why = rest.partition(" ")
-    if verb == "ERR" and status.isdigit():
-        return Reply(False, int(status), why)
-    return Reply(False, EX_TEMPFAIL, f"bad reply from the daemon: {text[:60]!r}")

@@ -16,17 +16,17 @@ Theory:
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from pathlib import Path
 
-from tinymail.config import Config, load_config
 from tinymail.control_client import request
-from tinymail.proto import control
-from tinymail.queue.runlock import RunnerLock
-from tinymail.queue.spool import Spool
+from tinymail.proto import control_wire as control
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: sendmail imports this module for `spawn`
+if TYPE_CHECKING:
+    from tinymail.config import Config
+    from tinymail.queue.spool import Spool
 
 RUN_LIMIT = 3600.0  # a one-shot run never lives longer than this
 IDLE_EXIT = 2.0  # seconds of an idle runner after which the run ends anyway
@@ -55,6 +55,10 @@ def spawn(config_path: str, qid: str) -> None:
 
 def main(argv: list[str]) -> int:
     """Entry point of the detached run: argv = [config path or "", queue ID or ""]."""
+    from pathlib import Path
+
+    from tinymail.config import load_config
+
     config_path, qid = [*argv, "", ""][:2]
     cfg = load_config(Path(config_path) if config_path else None)
     return run_once(cfg, nudge_qid=qid or None, force=False)
@@ -65,6 +69,9 @@ def run_once(cfg: Config, *, nudge_qid: str | None = None, force: bool = False) 
 
     When the daemon holds the runner lock it is asked instead (NUDGE, or FLUSH with force).
     """
+    from tinymail.queue.runlock import RunnerLock
+    from tinymail.queue.spool import Spool
+
     spool = Spool(cfg.queue_dir).create()
     with RunnerLock(cfg.queue_dir) as lock:
         if not lock.try_acquire():
@@ -111,6 +118,8 @@ def _untried(spool: Spool, start: float, snapshot: dict[str, float]) -> tuple[bo
 
 
 async def _deliver(cfg: Config, start: float, force: bool) -> None:
+    import math
+
     import trio
 
     from tinymail.net.serve import build_state

@@ -14,8 +14,8 @@ Theory:
 - A message leaves the queue by unlinking its file, then its state. A crash in
   between leaves an orphan state file, removed at the next scan.
 - Files that fail validation move to corrupt/ with a log line; never deleted.
-- `sendmail` imports this module on its start-up path (bench/sendmail_latency.py), so what
-  only the daemon needs (logging, shutil) is imported inside the functions that use it.
+- The file format and its write steps at the level of bytes are in qfile.py, which `sendmail`
+  uses on its start-up path without this module.
 """
 
 from __future__ import annotations
@@ -28,35 +28,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinymail.queue.model import Envelope, QueueItem, QueueState
+from tinymail.queue.qfile import FOOTER_LEN as FOOTER_LEN
+from tinymail.queue.qfile import MAGIC, create_incoming, encode_envelope, footer, write_all
+from tinymail.queue.qfile import new_qid as new_qid
 from tinymail.store.safeio import atomic_replace, fsync_dir, unlink_quietly
 
 if TYPE_CHECKING:
     import logging
 
-MAGIC = b"TMQ1"
-FOOTER_LEN = 1 + 4 + 1 + 16 + 1 + 8 + 1
 FLUSH_AT = 256 * 1024
 STALE_INCOMING = 36 * 3600  # Maildir's rule for tmp/ leftovers
-
-_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 
 
 class CorruptQueueFile(Exception):
     """A queue file failed validation."""
-
-
-def new_qid() -> str:
-    """A unique, time-ordered queue ID such as 4C2K9QX7BM1TZ8H."""
-    n = time.time_ns() // 1000
-    digits = []
-    while n:
-        n, r = divmod(n, len(_ALPHABET))
-        digits.append(_ALPHABET[r])
-    stamp = "".join(reversed(digits))
-    # One urandom read for the 4 random characters (not `secrets`: importing it also loads
-    # hashlib, hmac and base64, ~5 ms of sendmail's start-up). 256 % 30 skews the choice a
-    # little; the suffix only separates IDs made in the same microsecond.
-    return stamp + "".join(_ALPHABET[b % len(_ALPHABET)] for b in os.urandom(4))
 
 
 class IncomingMessage:
@@ -91,10 +76,8 @@ class IncomingMessage:
     def flush(self) -> None:
         """Write buffered content to the incoming file (blocking)."""
         if self._fd is None:
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-            )
-        _write_all(self._fd, self._buffer)
+            self._fd = create_incoming(self.path)
+        write_all(self._fd, self._buffer)
         self._buffer.clear()
 
     def commit(self, envelope: Envelope) -> Path:
@@ -105,8 +88,8 @@ class IncomingMessage:
         """
         if envelope.size != self.size:
             raise ValueError("envelope size does not match the content written")
-        meta = json.dumps(envelope.to_json(), separators=(",", ":")).encode()
-        self._buffer += b"\n" + meta + _footer(self.size, len(meta))
+        meta = encode_envelope(envelope.to_json())
+        self._buffer += b"\n" + meta + footer(self.size, len(meta))
         target = self.spool.active / self.qid
         try:
             self.flush()
@@ -327,10 +310,6 @@ def read_envelope(path: Path) -> Envelope:
     return envelope
 
 
-def _footer(size: int, meta_len: int) -> bytes:
-    return b"\n" + MAGIC + b" %016d %08d\n" % (size, meta_len)
-
-
 def _parse_footer(footer: bytes, path: Path) -> tuple[int, int]:
     parts = footer.split(b" ")
     if len(parts) != 3 or parts[0] != b"\n" + MAGIC or not footer.endswith(b"\n"):
@@ -339,15 +318,6 @@ def _parse_footer(footer: bytes, path: Path) -> tuple[int, int]:
         return int(parts[1]), int(parts[2])
     except ValueError:
         raise CorruptQueueFile(f"{path}: bad footer numbers") from None
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    # The views are released even when os.write raises, so the buffer stays resizable.
-    with memoryview(data) as whole:
-        offset = 0
-        while offset < len(whole):
-            with whole[offset:] as part:
-                offset += os.write(fd, part)
 
 
 def _listdir(path: Path) -> list[str]:

@@ -1,0 +1,74 @@
+"""sendmail's start-up imports (issue 3, "Fast and light"; bench/sendmail_latency.py).
+
+The queueing path must import no trio and nothing it does not need: these tests run it in a
+fresh interpreter without site (-S, so only what sendmail itself loads is counted) and list
+every module it added.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import tinymail
+
+ROOT = str(Path(tinymail.__file__).parent.parent)
+# Builtin or tiny C modules the queueing path may load, besides tinymail's own, and `os` with
+# what it loads (site.py imports them in every start without -S).
+ALLOWED = {"__future__", "errno", "pwd", "marshal", "_socket", "_json", "time"}
+ALLOWED |= {"os", "os.path", "posixpath", "genericpath", "stat", "_stat", "_collections_abc"}
+HEAVY = {"trio", "dns", "re", "enum", "typing", "dataclasses", "inspect", "pathlib", "json"}
+HEAVY |= {"tomllib", "socket", "contextlib", "email", "argparse", "logging", "collections"}
+SCRIPT = textwrap.dedent(
+    """
+    import io, sys
+    sys.path.insert(0, sys.argv[1])
+    before = set(sys.modules)
+    from tinymail import quickconfig, sendmail
+    quickconfig.RACY_WINDOW = 0.0  # the test's config file is brand new
+    status = sendmail.main(
+        sys.argv[3:], config_path=sys.argv[2], stdin=io.BytesIO(sys.stdin.buffer.read()),
+        spawn=lambda config, qid: None,
+    )
+    print(status, *sorted(set(sys.modules) - before))
+    """
+)
+# root is a system account and example.net is not local: no users or aliases file is read.
+MESSAGE = b"From: a@example.test\nTo: root, b@example.net\nCc: Bob <bob@example.net>\n\nhi\n"
+
+
+def new_modules(conf: Path, cache: Path, *argv: str) -> list[str]:
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", SCRIPT, ROOT, str(conf), *argv],
+        input=MESSAGE,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    status, *modules = proc.stdout.decode().split()
+    assert status == "0", proc.stderr.decode()
+    return modules
+
+
+@pytest.mark.parametrize("argv", [["-t", "-i"], ["-FCronDaemon", "-i", "-oem", "root"]])
+def test_queueing_imports_only_what_it_needs(
+    make_config: Callable[..., Path], tmp_path: Path, argv: list[str]
+) -> None:
+    conf = make_config()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    first = new_modules(conf, cache, *argv)
+    assert "tinymail.config" in first  # the cache was empty: the full loader ran
+    modules = new_modules(conf, cache, *argv)
+    foreign = [m for m in modules if m not in ALLOWED and m.split(".")[0] != "tinymail"]
+    assert foreign == []
+    assert not HEAVY & {m.split(".")[0] for m in modules}
+    assert "tinymail.config" not in modules  # served from the cache
+    assert ("tinymail.mail.addresses" in modules) == ("-t" in argv)

@@ -1,0 +1,127 @@
+"""The queue's message files at the level of bytes and system calls (see spool.py's theory).
+
+A message file is the content, then `\\n`, the JSON envelope and the footer
+`\\nTMQ1 <content bytes:16> <json bytes:8>\\n`. It is written in incoming/, fsynced, renamed into
+active/, and active/ is fsynced before the message counts as queued.
+
+`sendmail` queues through `store` on its start-up path (bench/sendmail_latency.py), so this
+module imports nothing but `os` and `time`: paths are strings (no pathlib), the envelope's
+JSON is written here (no `json`, which loads `re`), and the daemon's Spool (dataclasses,
+logging) is not involved. Spool writes its files with the same pieces.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+try:  # the C encoder behind json.dumps, without importing json (and with it re)
+    from _json import encode_basestring_ascii as _json_str
+except ImportError:  # pragma: no cover - an interpreter without the accelerator
+    from json.encoder import py_encode_basestring_ascii as _json_str
+
+MAGIC = b"TMQ1"
+FOOTER_LEN = 1 + 4 + 1 + 16 + 1 + 8 + 1
+SUBDIRS = ("incoming", "active", "state", "corrupt")
+ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
+
+
+def new_qid() -> str:
+    """A unique, time-ordered queue ID such as 4C2K9QX7BM1TZ8H."""
+    n = time.time_ns() // 1000
+    digits = []
+    while n:
+        n, r = divmod(n, len(ALPHABET))
+        digits.append(ALPHABET[r])
+    stamp = "".join(reversed(digits))
+    # One urandom read for the 4 random characters (not `secrets`: importing it also loads
+    # hashlib, hmac and base64, ~5 ms of sendmail's start-up). 256 % 30 skews the choice a
+    # little; the suffix only separates IDs made in the same microsecond.
+    return stamp + "".join(ALPHABET[b % len(ALPHABET)] for b in os.urandom(4))
+
+
+def encode_envelope(fields: dict[str, str | int | float | list[str]]) -> bytes:
+    """`Envelope.to_json()` as json.dumps(..., separators=(",", ":")) writes it, byte for byte."""
+    return ("{" + ",".join(f"{_json_str(k)}:{_json(v)}" for k, v in fields.items()) + "}").encode()
+
+
+def _json(value: str | int | float | list[str]) -> str:
+    if isinstance(value, str):
+        return _json_str(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_json_str(item) for item in value) + "]"
+    if isinstance(value, bool) or value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"not an envelope value: {value!r}")
+    return repr(value)
+
+
+def footer(size: int, meta_len: int) -> bytes:
+    """The fixed-size last line of a message file."""
+    return b"\n" + MAGIC + b" %016d %08d\n" % (size, meta_len)
+
+
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """os.write until all of `data` is written."""
+    # The views are released even when os.write raises, so the buffer stays resizable.
+    with memoryview(data) as whole:
+        offset = 0
+        while offset < len(whole):
+            with whole[offset:] as part:
+                offset += os.write(fd, part)
+
+
+def create_incoming(path: str | os.PathLike[str]) -> int:
+    """Open a new incoming file (exclusive, private); returns its descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so that entries created or renamed in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(root: str) -> None:
+    """Create the queue directory and its subdirectories (mode 0700) where missing."""
+    for path in (root, *(os.path.join(root, name) for name in SUBDIRS)):
+        os.makedirs(path, 0o700, exist_ok=True)
+
+
+def store(root: str, qid: str, content: bytes, envelope: bytes) -> None:
+    """Queue a whole message durably: write, fsync, rename into active/, fsync active/.
+
+    `envelope` is `encode_envelope`'s JSON. On error nothing is left behind and OSError
+    propagates: the message is not queued.
+    """
+    incoming = os.path.join(root, "incoming", qid)
+    active_dir = os.path.join(root, "active")
+    active = os.path.join(active_dir, qid)
+    fd = create_incoming(incoming)
+    try:
+        write_all(fd, b"".join((content, b"\n", envelope, footer(len(content), len(envelope)))))
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(incoming)
+        raise
+    try:
+        os.close(fd)
+        os.rename(incoming, active)
+    except BaseException:
+        _unlink(incoming)
+        raise
+    try:
+        fsync_dir(active_dir)
+    except BaseException:
+        _unlink(active)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:  # noqa: SIM105 (contextlib.suppress: one more module to import at start-up)
+        os.unlink(path)
+    except OSError:
+        pass
