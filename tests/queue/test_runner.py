@@ -14,7 +14,7 @@ from tinymail.delivery.courier import Outcome, Status
 from tinymail.delivery.local import LocalDelivery
 from tinymail.queue.groupsync import GroupSync
 from tinymail.queue.model import QueueItem, RcptStatus
-from tinymail.queue.runner import QueueRunner
+from tinymail.queue.runner import QueueRunner, _Batched
 from tinymail.queue.schedule import RetryPolicy
 from tinymail.queue.spool import Spool, read_content
 from tinymail.store.aliases import Aliases
@@ -195,3 +195,20 @@ async def test_small_remote_messages_are_handed_over_in_memory(
     )
     assert runner.spool.scan() == []
     assert len(list((tmp_path / "mail" / "alice@example.test" / "new").iterdir())) == 1
+
+
+async def test_batched_work_shares_thread_hops_and_returns_after_each_item() -> None:
+    batches: list[list[str]] = []
+    returned: list[tuple[str, bool]] = []
+    batched = _Batched(lambda items: batches.append(list(items)))
+
+    async def one(item: str) -> None:
+        await batched.run(item)
+        returned.append((item, any(item in b for b in batches)))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            nursery.start_soon(one, str(i))
+    assert sorted(i for b in batches for i in b) == sorted(str(i) for i in range(10))
+    assert len(batches) < 10
+    assert sorted(returned) == [(str(i), True) for i in range(10)]

@@ -11,7 +11,9 @@ Theory:
   the remote courier when there is one, else stay queued.
 - One thread hop loads a message: envelope and state, the local deliveries,
   and the content of a small message bound for remote recipients, which then
-  goes out from memory (no more file I/O for it).
+  goes out from memory (no more file I/O for it). Finished messages leave the
+  spool in batches: removals requested while one batch is in its thread go
+  together in the next (a message stays busy until its files are gone).
 - Outcomes land in the state file before anything else happens, so a crash
   repeats a delivery (at-least-once) and never loses one. A message leaves the
   spool only when every recipient is sent or failed-and-bounced, or when an
@@ -97,6 +99,7 @@ class QueueRunner:
         self._remote = remote
         self._limiter = trio.CapacityLimiter(concurrency)
         self._sync = group_sync or GroupSync()
+        self._removals = _Batched(self._remove_all)
         self._send, self._recv = trio.open_memory_channel[tuple[str, bool]](math.inf)
         self._due: list[tuple[float, str]] = []
         self._sleep: trio.CancelScope | None = None  # the run loop's wait for the next due time
@@ -311,11 +314,15 @@ class QueueRunner:
             until = env.arrival + self._retry.lifetime
             await self._queue_dsn(item, delayed, DsnKind.DELAYED, until)
         if state.done:
-            await trio.to_thread.run_sync(self.spool.remove, item.qid)
+            await self._removals.run(item.qid)
             log.info("qid=%s removed", item.qid)
             return
         await trio.to_thread.run_sync(self.spool.save_state, item.qid, state)
         self._schedule(state.next_attempt, item.qid)
+
+    def _remove_all(self, qids: list[str]) -> None:
+        for qid in qids:
+            self.spool.remove(qid)
 
     def _log(self, item: QueueItem, rcpt: str, outcome: Outcome, now: float) -> None:
         log.info(
@@ -343,6 +350,30 @@ class QueueRunner:
         )
         if qid is not None:
             self.notify(qid)
+
+
+class _Batched:
+    """Runs `work` in a worker thread over items submitted by many tasks, one hop per batch.
+
+    The items submitted while a batch runs form the next batch; whoever holds the lock runs
+    the batch that is open then. The open batch is only swapped under the lock, so a task
+    that gets the lock finds its own batch either done or still open, and `run` returns
+    once `work` has been called with its item. `work` must not raise (its errors are its own
+    to log), since one item's failure must not be another's.
+    """
+
+    def __init__(self, work: Callable[[list[str]], None]) -> None:
+        self._work = work
+        self._open: list[str] = []
+        self._lock = trio.Lock()
+
+    async def run(self, item: str) -> None:
+        batch = self._open
+        batch.append(item)
+        async with self._lock:
+            if batch is self._open:
+                self._open = []
+                await trio.to_thread.run_sync(self._work, batch)
 
 
 def _expire(state: QueueState) -> tuple[QueueState, list[Recipient]]:
