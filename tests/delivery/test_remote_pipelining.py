@@ -182,6 +182,43 @@ async def test_a_pooled_connection_found_dead_is_replaced_in_the_same_attempt(
     assert c.connections_opened == 2
 
 
+async def test_a_pooled_connection_closed_with_421_is_replaced(nursery: trio.Nursery) -> None:
+    async def script(conn: Lines, n: int) -> None:
+        # One message, then the idle-timeout 421 a server sends before it closes.
+        for _ in range(3):
+            await conn.line()
+        await conn.send(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        await conn.data()
+        await conn.send(b"250 2.0.0 queued\r\n421 4.4.2 fake.test idle timeout\r\n")
+
+    await nursery.start(serve_script, 2606, script)
+    c = courier()
+    with trio.fail_after(10):
+        for i in range(2):
+            outcomes = await c.deliver(
+                route(2606), "a@x.test", [f"y{i}@r.test"], MessageSource("", len(BODY), data=BODY)
+            )
+            assert outcomes[f"y{i}@r.test"].status is Status.OK
+        await c.aclose()
+    assert c.connections_opened == 2
+
+
+async def test_a_421_to_mail_on_a_fresh_connection_defers(nursery: trio.Nursery) -> None:
+    async def script(conn: Lines, n: int) -> None:
+        for _ in range(3):
+            await conn.line()
+        await conn.send(b"421 4.3.2 shutting down\r\n")
+
+    await nursery.start(serve_script, 2607, script)
+    c = courier()
+    with trio.fail_after(10):
+        outcomes = await c.deliver(
+            route(2607), "a@x.test", ["y@r.test"], MessageSource("", len(BODY), data=BODY)
+        )
+    assert (outcomes["y@r.test"].status, outcomes["y@r.test"].dsn) == (Status.TEMP, "4.3.2")
+    assert c.connections_opened == 1
+
+
 async def test_a_connection_lost_after_a_reply_defers(nursery: trio.Nursery) -> None:
     """Once the server has answered, a lost connection is no longer "stale": deferred."""
 

@@ -16,7 +16,8 @@ Rules (issue 4)
   and the next message starts its transaction at once (a finished transaction leaves nothing to
   RSET); at most `max_per_destination` deliveries run per Route. A pooled connection that turns
   out dead before the server answered anything (it timed out while idle) has taken
-  responsibility for nothing: the message goes out on a fresh connection in the same attempt.
+  responsibility for nothing: the message goes out on a fresh connection in the same attempt
+  (likewise when its only answer was a 421 that closed it, sent when the server timed it out).
 - Content: bytes [offset, offset+size) of a spool file, LF-ended, or the same bytes already in
   memory (`MessageSource.data`, small messages: no file I/O on the way out); the client core
   turns it into CRLF, dot-stuffed DATA and neutralises stray CR (never the outbound half of an
@@ -276,7 +277,8 @@ class RemoteCourier:
         stale_ok: bool = False,
     ) -> dict[str, Outcome]:
         """One transaction on `session`; with `stale_ok`, raise _Stale (session closed) when
-        the connection died before the server answered anything."""
+        the connection died before the server answered anything, or when its only answer was
+        the one that closed it (a 421 queued while the connection sat idle)."""
         relay = session.relay
         wire_size, eight_bit, header_8bit = await scan_message(message)
         # RFC 6531 3.2: UTF-8 envelope addresses need SMTPUTF8 at the next hop. UTF-8 only in
@@ -309,6 +311,9 @@ class RemoteCourier:
                 raise _Stale from exc
             # RFC 5321 6.1: no reply after the dot means no responsibility taken: retry.
             return dict.fromkeys(recipients, _temp(f"lost connection with {relay}: {exc}", "4.4.2"))
+        if stale_ok and not session.usable and session.replies == replies_before + 1:
+            await session.aclose()
+            raise _Stale
         await self._release(route, session)
         return {rcpt: _outcome(reply, relay) for rcpt, reply in replies.items()}
 
