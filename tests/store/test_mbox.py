@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mailbox
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinymail.store import mbox
-from tinymail.store.mbox_folder import MboxFolder
+from tinymail.store.mbox_folder import MboxFolder, render, state_path
 
 MSG = b"Return-Path: <alice@example.test>\nSubject: hello\nFrom: alice@example.test\n\nHi Bob\n"
 
@@ -82,9 +83,44 @@ def test_uids_are_persisted_and_stable(tmp_path: Path) -> None:
     assert [e.uid for e in again.entries] == [1, 2, 3]
     assert again.uidvalidity == first.uidvalidity
     mbox.deliver(path, MSG, "a@x")
+    inode = os.stat(path).st_ino
     assert [e.uid for e in folder.sync().entries] == [1, 2, 3, 4]
+    # New UIDs cost no rewrite of the mbox (Dovecot's lazy writes): the side file has them ...
+    assert os.stat(path).st_ino == inode and b"X-UID" not in path.read_bytes()
+    assert [e.uid for e in MboxFolder(path).sync().entries] == [1, 2, 3, 4]
+    # ... until the next rewrite puts them into the file, where Dovecot and mutt see them.
+    folder.store_flags({2: frozenset({"\\Seen"})})
     header = path.read_bytes().split(b"\n\n", 1)[0]
     assert b"X-IMAPbase: %d 0000000004" % first.uidvalidity in header
+    assert not state_path(path).exists()
+    assert [e.uid for e in MboxFolder(path).sync().entries] == [1, 2, 3, 4]
+
+
+def test_uids_survive_other_programs(tmp_path: Path) -> None:
+    """Another program appending, adding Status headers or removing a message keeps every
+    other message's UID, and a UID is never given to another message."""
+    path = tmp_path / "INBOX"
+    folder = MboxFolder(path)
+    for n in range(2):
+        mbox.deliver(path, MSG.replace(b"Hi", b"Hi %d" % n), "a@x")
+    folder.store_flags({1: frozenset({"\\Flagged"})})  # UIDs 1, 2 now in the file
+    for n in range(2, 6):
+        mbox.deliver(path, MSG.replace(b"Hi", b"Hi %d" % n), "a@x")
+    before = folder.sync()
+    assert [e.uid for e in before.entries] == [1, 2, 3, 4, 5, 6]
+    # mutt-like: mark message 4 read (a Status header) and delete message 5, in place.
+    data = path.read_bytes()
+    e4, e5 = before.entries[3], before.entries[4]
+    data = (
+        data[: e4.header_start] + b"Status: RO\n" + data[e4.header_start : e5.start]
+        + data[before.entries[5].start :]
+    )  # fmt: skip
+    path.write_bytes(data)
+    mbox.deliver(path, MSG.replace(b"Hi", b"Hi 6"), "a@x")
+    for view in (folder.sync(), MboxFolder(path).sync()):
+        assert [e.uid for e in view.entries] == [1, 2, 3, 4, 6, 7]
+        assert view.entries[3].flags == frozenset({"\\Seen"})
+    assert folder.read(6) == MSG.replace(b"Hi", b"Hi 5")
 
 
 def test_flags_and_expunge_rewrite(tmp_path: Path) -> None:
@@ -222,3 +258,51 @@ def test_parsed_size_matches_the_served_message(messages: list[bytes]) -> None:
     for entry in mbox.parse(data).entries:
         served = mbox.message_bytes(data, entry)
         assert entry.size == len(served) + served.count(b"\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(fragments, max_size=12).map(b"".join), min_size=1, max_size=4),
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.sets(st.sampled_from(["\\Seen", "\\Flagged", "\\Draft", "\\Recent", "$Work"])),
+            st.booleans(),
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+)
+def test_render_builds_the_parse_of_what_it_writes(
+    messages: list[bytes], metas: list[tuple[bool, set[str], bool]]
+) -> None:
+    """A rewrite keeps the parse it built while rendering instead of reading the file back:
+    that parse must be exactly what parsing the new file gives."""
+    data = b"".join(mbox.from_line("a@x", 0) + m + b"\n\n" for m in messages)
+    parsed = mbox.parse(data)
+    wanted = [
+        (uid, frozenset(flags), recent) if keep else None
+        for uid, (keep, flags, recent) in enumerate(metas[: len(parsed.entries)], 10)
+    ]
+    wanted += [None] * (len(parsed.entries) - len(wanted))
+    new, built = render(data, parsed, wanted, 7, 99, ["$Work"])
+    assert built == mbox.parse(new)
+    for entry, meta in zip(built.entries, [m for m in wanted if m], strict=True):
+        assert entry.uid == meta[0] and entry.recent == meta[2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(fragments, max_size=14).map(b"".join))
+def test_fast_line_start_rewrites_match_the_reference(data: bytes) -> None:
+    """quote/unquote/strip find line starts from the LF before them; the result is the same as
+    with a MULTILINE "^" regex (the plain definition)."""
+    quote = re.compile(rb"^(>*From )", re.MULTILINE)
+    unquote = re.compile(rb"^>(>*From )", re.MULTILINE)
+    meta = re.compile(
+        rb"^(status|x-status|x-uid|x-imapbase|x-imap|x-keywords|content-length)[ \t]*:"
+        rb"([^\n]*)(?:\n[ \t][^\n]*)*(?:\n|\Z)",
+        re.IGNORECASE | re.MULTILINE,
+    )
+    assert mbox.quote_from(data) == quote.sub(rb">\1", data)
+    assert mbox.unquote_from(data) == unquote.sub(rb"\1", data)
+    assert mbox.strip_metadata(data) == meta.sub(b"", data)

@@ -41,12 +41,13 @@ def test_listing_read_seen_delete(tmp_path: Path, store_format: str) -> None:
     assert first < second
     assert drop.read(second) == MESSAGES[1]  # byte-exact: mbox quoting undone
     assert flags_of(tmp_path, store_format, second) == frozenset()
-    drop.mark_seen([second])
+    drop.update([second], [first])  # QUIT: \\Seen and the deletion together
     assert flags_of(tmp_path, store_format, second) == frozenset({"\\Seen"})
-    drop.delete([first])
-    assert drop.read(first) is None
-    again = open_maildrop(tmp_path, OWNER, store_format).listing()
+    assert flags_of(tmp_path, store_format, first) is None
+    fresh = open_maildrop(tmp_path, OWNER, store_format)
+    again = fresh.listing()
     assert (again.uids, again.uidvalidity) == ([second], listing.uidvalidity)
+    assert fresh.read(first) is None and fresh.read(second) == MESSAGES[1]
 
 
 def test_mbox_inbox_location(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_maildir_sizes_are_remembered_per_uidvalidity(tmp_path: Path) -> None:
     second = drop.listing()
     assert second.uids[:2] == first.uids and second.sizes[:2] == first.sizes
     assert second.sizes[2] == len(b"Subject: c\n\nthird\n") + 3
-    drop.delete(second.uids[:1])
+    drop.update([], second.uids[:1])
     third = open_maildrop(tmp_path, OWNER, "maildir").listing()
     assert (third.uids, third.sizes) == (second.uids[1:], second.sizes[1:])
 

@@ -182,9 +182,14 @@ def test_emptied_folder_keeps_its_uid_space(store: MboxStore) -> None:
     assert (store.root / "INBOX").read_bytes() == b""
     assert state_path(store.root / "INBOX").read_bytes() == b"%d 3\n" % view.uidvalidity
     deliver(store, 9)
-    after = MboxMailbox(store.root / "INBOX", "INBOX").sync(claim_recent=False)
+    box = MboxMailbox(store.root / "INBOX", "INBOX")
+    after = box.sync(claim_recent=False)
     assert after.uids == (4,) and after.uidvalidity == view.uidvalidity  # never UID 1 again
-    assert not state_path(store.root / "INBOX").exists()  # X-IMAPbase holds the state again
+    assert state_path(store.root / "INBOX").exists()  # UID 4 waits there for a rewrite ...
+    box.store_flags([4], frozenset({"\\Seen"}), FlagMode.ADD)
+    assert not state_path(store.root / "INBOX").exists()  # ... X-IMAPbase holds it all again
+    again = MboxMailbox(store.root / "INBOX", "INBOX").sync(claim_recent=False)
+    assert (again.uids, again.uidvalidity) == ((4,), view.uidvalidity)
 
 
 def test_recreated_folder_gets_new_uidvalidity(store: MboxStore) -> None:

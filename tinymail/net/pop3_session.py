@@ -192,14 +192,9 @@ class POP3Session:
         deleted = list(event.deleted)
         seen = sorted(self.retrieved.difference(deleted))
 
-        def commit() -> None:
+        if seen or deleted:
             # Like Dovecot, the session's changes land together in the UPDATE state.
-            if seen:
-                drop.mark_seen(seen)
-            if deleted:
-                drop.delete(deleted)
-
-        await trio.to_thread.run_sync(commit)
+            await trio.to_thread.run_sync(drop.update, seen, deleted)
         if deleted:
             log.info("proto=pop3 user=<%s> deleted=%d", event.owner, len(deleted))
         self._release()

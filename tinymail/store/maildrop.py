@@ -11,7 +11,12 @@ Rules:
 - A Maildir message never changes under its UID (research 3.3), so each process keeps the sizes
   of the last ``SIZE_CACHE_FOLDERS`` maildrops listed, per UIDVALIDITY: the next session's
   listing is a directory check plus dictionary lookups, not one size lookup per message.
-- RETR marks the message \\Seen, as Dovecot does by default (pop3_no_flag_updates = no).
+- RETR marks the message \\Seen, as Dovecot does by default (pop3_no_flag_updates = no); the
+  \\Seen flags and the deletions of a session are applied together at QUIT (``update``): one
+  rewrite of an mbox, not two.
+- An mbox session serves RETR from the bytes its listing parsed (read under the lock, never
+  changed afterwards): no lock and no stat per RETR, and a message another session expunged
+  meanwhile can still be retrieved (as RFC 2180 4.1.1 allows IMAP).
 - One POP3 session per maildrop at a time (RFC 1939 §4); the lock is per process, which is
   enough because one ``tinymail serve`` owns the data dir.
 """
@@ -29,8 +34,8 @@ from tinymail.store.layout import mailbox_path
 from tinymail.store.mailbox import FlagMode, MailboxError
 from tinymail.store.maildir_folder import MaildirFolder
 from tinymail.store.maildir_folders import MaildirStore
-from tinymail.store.mbox import INBOX, folder_path
-from tinymail.store.mbox_folder import open_folder
+from tinymail.store.mbox import INBOX, Entry, folder_path, message_bytes
+from tinymail.store.mbox_folder import Meta, Snapshot, open_folder
 
 SEEN = frozenset({"\\Seen"})
 SIZE_CACHE_FOLDERS = 64
@@ -56,12 +61,9 @@ class Maildrop(Protocol):
         """The stored message (LF line ends); None when another session removed it."""
         ...
 
-    def mark_seen(self, uids: Sequence[int]) -> None:
-        """Set \\Seen on messages retrieved in the session (applied once, at QUIT)."""
-        ...
-
-    def delete(self, uids: Sequence[int]) -> None:
-        """Remove these messages for good (the UPDATE state)."""
+    def update(self, seen: Sequence[int], deleted: Sequence[int]) -> None:
+        """QUIT (the UPDATE state): set \\Seen on the messages retrieved in the session and
+        remove the deleted ones for good."""
         ...
 
 
@@ -99,13 +101,12 @@ class MaildirDrop:
         except MailboxError:
             return None
 
-    def mark_seen(self, uids: Sequence[int]) -> None:
-        """See ``Maildrop.mark_seen``."""
-        self._folder.store_flags(list(uids), SEEN, FlagMode.ADD)
-
-    def delete(self, uids: Sequence[int]) -> None:
-        """See ``Maildrop.delete``."""
-        self._folder.expunge(uids)
+    def update(self, seen: Sequence[int], deleted: Sequence[int]) -> None:
+        """See ``Maildrop.update``."""
+        if seen:
+            self._folder.store_flags(list(seen), SEEN, FlagMode.ADD)
+        if deleted:
+            self._folder.expunge(deleted)
 
 
 class MboxDrop:
@@ -113,29 +114,33 @@ class MboxDrop:
 
     def __init__(self, path: Path) -> None:
         self._folder = open_folder(path)
+        self._snap: Snapshot | None = None
 
     def listing(self) -> DropListing:
         """See ``Maildrop.listing``."""
-        uidvalidity, pairs = self._folder.listing()
-        return DropListing(uidvalidity, [uid for uid, _ in pairs], [size for _, size in pairs])
+        snap = self._snap = self._folder.load()
+        entries = snap.by_uid
+        return DropListing(snap.uidvalidity, list(entries), [e.size for e in entries.values()])
 
     def read(self, uid: int) -> bytes | None:
-        """See ``Maildrop.read``."""
-        return self._folder.read(uid)
+        """See ``Maildrop.read``: from the listing's snapshot."""
+        snap = self._snap
+        entry = None if snap is None else snap.by_uid.get(uid)
+        if snap is None or entry is None:
+            return None
+        return message_bytes(snap.data, entry)
 
-    def mark_seen(self, uids: Sequence[int]) -> None:
-        """See ``Maildrop.mark_seen`` (one rewrite of the file for all of them)."""
-        updates = {}
-        for uid in uids:
-            flags = self._folder.flags(uid)
-            if flags is not None and "\\Seen" not in flags:
-                updates[uid] = flags | SEEN
-        if updates:
-            self._folder.store_flags(updates)
+    def update(self, seen: Sequence[int], deleted: Sequence[int]) -> None:
+        """See ``Maildrop.update``: one rewrite of the file, none when nothing changes."""
+        seen_set, deleted_set = set(seen), set(deleted)
 
-    def delete(self, uids: Sequence[int]) -> None:
-        """See ``Maildrop.delete``."""
-        self._folder.expunge(set(uids))
+        def change(uid: int, entry: Entry) -> Meta:
+            if uid in deleted_set:
+                return None
+            flags = entry.flags | SEEN if uid in seen_set else entry.flags
+            return uid, flags, entry.recent
+
+        self._folder.edit(change)
 
 
 _sizes_guard = threading.Lock()

@@ -40,16 +40,25 @@ INBOX = "INBOX"
 METADATA_HEADERS = frozenset(
     {b"status", b"x-status", b"x-uid", b"x-imap", b"x-imapbase", b"x-keywords", b"content-length"}
 )
-_SEPARATOR = re.compile(rb"\n\nFrom ")
-_QUOTED_LINE = re.compile(rb"\n>+From ")
+# A metadata field found from the line end before it, so the scan jumps from LF to LF instead
+# of trying every byte; the match is that LF, the field and its continuation lines (its own
+# line end belongs to the next match or to the end of the header).
+_META_AFTER_LF = re.compile(
+    rb"\n(status|x-status|x-uid|x-imapbase|x-imap|x-keywords|content-length)[ \t]*:"
+    rb"([^\n]*)(?:\n[ \t][^\n]*)*",
+    re.IGNORECASE,
+)
 # A metadata field with its continuation lines (RFC 5322 2.2.3), case-insensitive.
 _META_FIELD = re.compile(
     rb"^(status|x-status|x-uid|x-imapbase|x-imap|x-keywords|content-length)[ \t]*:"
     rb"([^\n]*)(?:\n[ \t][^\n]*)*(?:\n|\Z)",
     re.IGNORECASE | re.MULTILINE,
 )
-_QUOTED_FROM = re.compile(rb"^(>*From )", re.MULTILINE)
-_UNQUOTE_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
+# Line starts are found from the LF before them (a literal the regex engine searches for fast)
+# rather than with MULTILINE "^", which tries every byte; the first line is checked apart.
+_QUOTED_FROM = re.compile(rb"\n(>*From )")
+_UNQUOTE_FROM = re.compile(rb"\n>(>*From )")
+_FROM_AT_START = re.compile(rb">*From ")
 X_STATUS_LETTERS = {"A": "\\Answered", "F": "\\Flagged", "T": "\\Draft", "D": "\\Deleted"}
 
 
@@ -83,17 +92,28 @@ def split_header(message: bytes) -> tuple[bytes, bytes]:
 
 def strip_metadata(header: bytes) -> bytes:
     """Remove the metadata fields (with their continuation lines) from a header block."""
-    return _META_FIELD.sub(b"", header)
+    if not header.endswith(b"\n"):
+        return _META_FIELD.sub(b"", header)  # a torn header: the slow general form
+    lf_header = b"\n" + header
+    if _META_AFTER_LF.search(lf_header) is None:
+        return header
+    return _META_AFTER_LF.sub(b"", lf_header)[1:]
 
 
 def quote_from(data: bytes) -> bytes:
     """mboxrd quoting: ``>*From `` at a line start gets one more ``>``."""
-    return _QUOTED_FROM.sub(rb">\1", data)
+    if b"From " not in data:
+        return data
+    quoted = _QUOTED_FROM.sub(rb"\n>\1", data)
+    return b">" + quoted if _FROM_AT_START.match(quoted) else quoted
 
 
 def unquote_from(data: bytes) -> bytes:
     """Undo ``quote_from``: ``>+From `` at a line start loses one ``>``."""
-    return _UNQUOTE_FROM.sub(rb"\1", data)
+    if b">From " not in data:
+        return data
+    plain = _UNQUOTE_FROM.sub(rb"\n\1", data)
+    return plain[1:] if plain.startswith(b">") and _FROM_AT_START.match(plain) else plain
 
 
 def make_record(content: bytes, separator: bytes) -> bytes:
@@ -150,6 +170,7 @@ class Entry:
     keywords: tuple[str, ...]
     size: int  # of the message as clients see it, with CRLF line ends (POP3 LIST, RFC822.SIZE)
     recent: bool  # no ``O`` in Status: no IMAP session has seen it yet (\\Recent)
+    plain: bool = False  # no metadata field, no quoted From line: clients see the bytes as stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +183,54 @@ class Parsed:
     keywords: tuple[str, ...] = ()  # declared after the last UID in X-IMAPbase (Dovecot)
 
 
-def _metadata(header: bytes) -> tuple[dict[bytes, bytes], int, int]:
-    """The first value of each metadata field, and the bytes and lines they take up."""
+_NO_META: dict[bytes, bytes] = {}
+
+
+def _metadata(data: bytes, lf: int, end: int) -> tuple[dict[bytes, bytes], int, int]:
+    """The first value of each metadata field in the header ``data[lf + 1 : end]`` (``lf`` is
+    the line end before it), and the bytes and lines the fields take up."""
+    first = _META_AFTER_LF.search(data, lf, end)
+    if first is None:
+        return _NO_META, 0, 0  # the common case (a fresh delivery)
     found: dict[bytes, bytes] = {}
     removed = lines = 0
-    for match in _META_FIELD.finditer(header):
+    for match in _META_AFTER_LF.finditer(data, first.start(), end):
         found.setdefault(match.group(1).lower(), match.group(2).strip())
         removed += len(match.group(0))
         lines += match.group(0).count(b"\n")
+        if match.end() == len(data):  # a torn last line: its LF before it stays visible
+            removed -= 1
+            lines -= 1
     return found, removed, lines
 
 
+def _scan(data: bytes) -> tuple[list[int], list[int]]:
+    """One pass over the file for every "From ": the offsets of the From lines (the file start
+    and each "From " after an empty line) and of the mboxrd-quoted lines (``>+From ``)."""
+    starts = [0]
+    quoted = []
+    pos = data.find(b"From ", 1)
+    while pos >= 0:
+        before = data[pos - 1]
+        if before == 0x0A:  # "From " at a line start: a separator only after an empty line
+            if data[pos - 2] == 0x0A:
+                starts.append(pos)
+        elif before == 0x3E:  # ">From ": quoted if only more ">" precede it on its line
+            start = pos - 1
+            while start > 0 and data[start - 1] == 0x3E:
+                start -= 1
+            if data[start - 1] == 0x0A:
+                quoted.append(start)
+        pos = data.find(b"From ", pos + 5)
+    return starts, quoted
+
+
+_NO_FLAGS: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
+
+
 def _flags(meta: dict[bytes, bytes]) -> tuple[frozenset[str], tuple[str, ...]]:
+    if not meta:
+        return _NO_FLAGS
     status = meta.get(b"status", b"").decode("ascii", "replace")
     xstatus = meta.get(b"x-status", b"").decode("ascii", "replace")
     flags = {X_STATUS_LETTERS[c] for c in xstatus if c in X_STATUS_LETTERS}
@@ -197,12 +254,13 @@ def parse(data: bytes) -> Parsed:
         return Parsed(0, 0, ())
     if not data.startswith(b"From "):
         raise MboxFormatError("mbox does not start with a From line")
-    data = data[: len(data) - torn_from_prefix(data)]
-    starts = [0, *(m.start() + 2 for m in _SEPARATOR.finditer(data))]
+    torn = torn_from_prefix(data)
+    if torn:
+        data = data[: len(data) - torn]
+    starts, quoted_at = _scan(data)
     ends = [s - 1 for s in starts[1:]] + [len(data) - 1 if data.endswith(b"\n\n") else len(data)]
     uidvalidity = last_uid = 0
     declared: tuple[str, ...] = ()
-    quoted_at = [m.start() + 1 for m in _QUOTED_LINE.finditer(data)]
     entries: list[Entry] = []
     previous = 0
     renumber = False  # after one unbelievable UID, every later message gets a new one
@@ -210,7 +268,7 @@ def parse(data: bytes) -> Parsed:
         header_start = data.find(b"\n", start, end) + 1 or end
         blank = data.find(b"\n\n", header_start - 1, end)
         meta, meta_bytes, meta_lines = _metadata(
-            data[header_start : end if blank < 0 else blank + 1]
+            data, header_start - 1, end if blank < 0 else blank
         )
         if index == 0:
             base = meta.get(b"x-imapbase", b"").split()
@@ -231,11 +289,14 @@ def parse(data: bytes) -> Parsed:
         lf = data.count(b"\n", header_start, end) - meta_lines
         size = end - header_start - meta_bytes - quoted + lf
         recent = b"O" not in meta.get(b"status", b"")
-        entries.append(Entry(start, header_start, end, uid, flags, keywords, size, recent))
+        plain = not meta_bytes and not quoted
+        entries.append(Entry(start, header_start, end, uid, flags, keywords, size, recent, plain))
     return Parsed(uidvalidity, last_uid, tuple(entries), declared)
 
 
 def message_bytes(data: bytes, entry: Entry) -> bytes:
     """The message as clients see it: metadata headers removed, mboxrd quoting undone."""
+    if entry.plain:
+        return data[entry.header_start : entry.end]
     header, body = split_header(data[entry.header_start : entry.end])
     return unquote_from(strip_metadata(header) + body)
