@@ -72,3 +72,28 @@ def test_queueing_imports_only_what_it_needs(
     assert not HEAVY & {m.split(".")[0] for m in modules}
     assert "tinymail.config" not in modules  # served from the cache
     assert ("tinymail.mail.addresses" in modules) == ("-t" in argv)
+
+
+EXIT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from tinymail.__main__ import exit_now
+    if sys.argv[2] == "atexit":
+        import atexit
+        atexit.register(lambda: print("atexit ran"))
+    print("queued", end="")  # buffered: lost unless exit_now flushes it
+    sys.stderr.write("note")
+    exit_now(5)
+    """
+)
+
+
+@pytest.mark.parametrize("hook", ["none", "atexit"])
+def test_exit_now_flushes_and_keeps_atexit_callbacks(hook: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", EXIT, ROOT, hook], capture_output=True, check=False
+    )
+    assert proc.returncode == 5
+    assert proc.stderr == b"note"
+    assert proc.stdout == (b"queuedatexit ran\n" if hook == "atexit" else b"queued")

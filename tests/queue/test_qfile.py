@@ -65,3 +65,9 @@ def test_failed_store_leaves_nothing(tmp_path: Path) -> None:
         (root / "incoming" / "Q3").write_bytes(b"")
         qfile.store(str(root), "Q3", b"x\n", b"{}")
     assert os.listdir(root / "incoming") == ["Q3"]  # someone else's, left alone
+
+
+@pytest.mark.parametrize("text", ['a"b', "a\\b", "\x7f", "tab\there", "caf\u00e9", "\udcff", ""])
+def test_strings_that_need_escaping(text: str) -> None:
+    fields: dict[str, str | int | float | list[str]] = {"sender": text, "recipients": [text]}
+    assert qfile.encode_envelope(fields) == json.dumps(fields, separators=(",", ":")).encode()

@@ -15,11 +15,6 @@ from __future__ import annotations
 import os
 import time
 
-try:  # the C encoder behind json.dumps, without importing json (and with it re)
-    from _json import encode_basestring_ascii as _json_str
-except ImportError:  # pragma: no cover - an interpreter without the accelerator
-    from json.encoder import py_encode_basestring_ascii as _json_str
-
 MAGIC = b"TMQ1"
 FOOTER_LEN = 1 + 4 + 1 + 16 + 1 + 8 + 1
 SUBDIRS = ("incoming", "active", "state", "corrupt")
@@ -43,6 +38,15 @@ def new_qid() -> str:
 def encode_envelope(fields: dict[str, str | int | float | list[str]]) -> bytes:
     """`Envelope.to_json()` as json.dumps(..., separators=(",", ":")) writes it, byte for byte."""
     return ("{" + ",".join(f"{_json_str(k)}:{_json(v)}" for k, v in fields.items()) + "}").encode()
+
+
+def _json_str(text: str) -> str:
+    """A JSON string as json.dumps writes it (ensure_ascii)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # nothing to escape: the usual address
+    from _json import encode_basestring_ascii  # the C encoder behind json.dumps, without re
+
+    return encode_basestring_ascii(text)
 
 
 def _json(value: str | int | float | list[str]) -> str:
