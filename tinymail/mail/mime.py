@@ -21,13 +21,14 @@ Rules / theory:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
 from tinymail.mail.headers import (
     DEFAULT_TEXT,
+    FIELD_CAP,
     Params,
-    first_values,
     parse_content_type,
     parse_disposition,
     parse_list,
@@ -227,7 +228,7 @@ class _Scanner:
 
     def _end_header(self, node: _Node, header_end: int, body_start: int) -> None:
         node.header_end, node.body_start = header_end, body_start
-        node.info = first_values(self.raw, node.header_start, header_end, _WANTED)
+        node.info = header_values(self.raw, node.header_start, header_end, _WANTED)
         ctype = node.info.get(b"content-type")
         if ctype is None:
             if node.in_digest:
@@ -261,6 +262,38 @@ class _Scanner:
         return False
 
 
+@functools.lru_cache(maxsize=8)
+def _values_pattern(names: frozenset[bytes]) -> re.Pattern[bytes]:
+    # headers.first_values' name rule (a line start, the name, optional WSP, colon), plus
+    # the value with its folded continuation lines (RFC 5322 2.2.3) captured. The leading
+    # "\n" lets the engine skip from line to line with a fast literal search.
+    alts = b"|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rb"\n(" + alts + rb")[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
+def header_values(raw: bytes, start: int, end: int, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """What headers.first_values gives (lowercased name -> unfolded value of its first
+    field; `start` is a line start), with the values cut by the same regular-expression
+    scan that finds the names: this runs for every entity of every message on a cold
+    FETCH."""
+    block = b"\n" + raw[start:end].lower()  # block[i + 1] is raw[start + i]
+    found: dict[bytes, bytes] = {}
+    shift = start - 1
+    for m in _values_pattern(names).finditer(block):
+        name = m.group(1)
+        if name in found:
+            continue
+        v_start, v_end = m.span(2)
+        v_start += shift
+        value = raw[v_start : min(v_end + shift, v_start + FIELD_CAP)]
+        if b"\n" in value or b"\r" in value:
+            value = value.replace(b"\r", b"").replace(b"\n", b"")
+        found[name] = value.strip(b" \t")
+        if len(found) == len(names):
+            break
+    return found
+
+
 def header_block_end(raw: bytes) -> int:
     """End of the top-level header block (after its empty line), by parse_structure's rules."""
     pos, n = 0, len(raw)
@@ -284,15 +317,19 @@ def parse_structure(raw: bytes, *, max_depth: int = 100, max_parts: int = 10_000
     """
     scanner = _Scanner(raw, max_depth, max_parts)
     scanner.run()
-    crlf_only = raw.count(b"\n") == raw.count(b"\r\n")
+    # Stored messages have bare LF: without any CR, one memchr answers what two counts of
+    # CRLF per part would (sizes below count each LF as two octets).
+    has_cr = b"\r" in raw
+    crlf_only = raw.count(b"\n") == raw.count(b"\r\n") if has_cr else b"\n" not in raw
     frozen: dict[int, Part] = {}
     # Children are always created after their parent: build bottom-up without recursion.
     for node in reversed(scanner.nodes):
-        frozen[id(node)] = _freeze(raw, node, crlf_only, [frozen[id(c)] for c in node.children])
+        children = [frozen[id(c)] for c in node.children]
+        frozen[id(node)] = _freeze(raw, node, crlf_only, has_cr, children)
     return frozen[id(scanner.root)]
 
 
-def _freeze(raw: bytes, node: _Node, crlf_only: bool, children: list[Part]) -> Part:
+def _freeze(raw: bytes, node: _Node, crlf_only: bool, has_cr: bool, children: list[Part]) -> Part:
     kind, subtype, params = node.ctype
     start, end = node.body_start, node.body_end
     if kind == "message" and subtype == "rfc822" and not children:
@@ -303,7 +340,7 @@ def _freeze(raw: bytes, node: _Node, crlf_only: bool, children: list[Part]) -> P
         newlines = raw.count(b"\n", start, end)
         size = end - start
         if not crlf_only:  # bare LF is sent as CRLF, so it counts two octets
-            size += newlines - raw.count(b"\r\n", start, end)
+            size += newlines - (raw.count(b"\r\n", start, end) if has_cr else 0)
         lines = newlines + (1 if end > start and raw[end - 1] != 10 else 0)
     info = node.info
     disposition = (

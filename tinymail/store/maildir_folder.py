@@ -34,6 +34,8 @@ KEEP_LAST = 1 << 20  # bytes: larger messages are read again rather than kept ar
 
 def _crlf_size(data: bytes) -> bytes:
     """The size with CRLF line ends (stored with LF), as the decimal the cache keeps."""
+    if b"\r" not in data:  # the usual stored form: one count is enough
+        return b"%d" % (len(data) + data.count(b"\n"))
     return b"%d" % (len(data) + data.count(b"\n") - data.count(b"\r\n"))
 
 
@@ -166,6 +168,40 @@ class MaildirFolder(MaildirIndex):
         """`compute(message)` cached on disk under `kind` ("B": BODYSTRUCTURE)."""
         return self._cached(uid, kind, compute, self.read)
 
+    def prime(
+        self, uid: int, kinds: str, compute: Callable[[bytes, str], dict[str, bytes]]
+    ) -> None:
+        """Fill the cache for every kind in `kinds` ("E", "B", "N", "S") that it lacks, from
+        one read and `compute(message, missing kinds)`. The later envelope(), derived()
+        and size() calls then hit the cache: a cold FETCH of ENVELOPE, BODYSTRUCTURE and
+        RFC822.SIZE reads and parses each message once, not once per item. An ENVELOPE
+        alone is left to envelope(), which reads only the header."""
+        with self._lock:
+            msg = self._get(uid)
+            base = msg.name.partition(":")[0]
+            cache = self._envelopes
+            missing = "".join(
+                k
+                for k in kinds
+                if cache.get(base, k) is None and (k != "S" or self._size_from_name(msg) < 0)
+            )
+        if missing in ("", "E"):
+            return
+        values = compute(self.read(uid), missing)
+        with self._lock:
+            for kind, value in values.items():
+                self._envelopes.put(base, value, kind)
+            if "S" in values:
+                msg.size = int(values["S"])
+
+    def _size_from_name(self, msg: Entry) -> int:
+        """`,W=` of the file name (the CRLF size) remembered in the entry, or -1."""
+        if msg.size < 0:
+            w = mn.sizes(ul.base_name(msg.name))[1]
+            if w >= 0:
+                msg.size = w
+        return msg.size
+
     def _cached(
         self,
         uid: int,
@@ -187,10 +223,7 @@ class MaildirFolder(MaildirIndex):
         """RFC822.SIZE: from `,W=` in the name, else from the cache, else counted once."""
         with self._lock:
             msg = self._get(uid)
-            if msg.size < 0:
-                w = mn.sizes(ul.base_name(msg.name))[1]
-                if w >= 0:
-                    msg.size = w
+            self._size_from_name(msg)
         if msg.size < 0:
             msg.size = int(self._cached(uid, "S", _crlf_size, self.read))
         return msg.size

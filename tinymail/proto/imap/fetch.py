@@ -160,6 +160,25 @@ class DerivedCache(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchCache(Protocol):
+    """A DerivedCache that can fill several kinds for a message from one read."""
+
+    def prime(
+        self, uid: int, kinds: str, compute: Callable[[bytes, str], dict[str, bytes]]
+    ) -> None:
+        """Cache every missing kind of `kinds` with one `compute(message, missing)`."""
+        ...
+
+
+_KINDS = {"ENVELOPE": "E", "BODYSTRUCTURE": "B", "BODY": "N", "RFC822.SIZE": "S"}
+
+
+def cached_kinds(items: list[FetchItem]) -> str:
+    """The store cache kinds (see BatchCache) that these items read."""
+    return "".join(_KINDS[i] for i in items if isinstance(i, str) and i in _KINDS)
+
+
 def structure_of(extensible: bool) -> Callable[[bytes], bytes]:
     """The function computing BODYSTRUCTURE (extensible) or BODY from a raw message."""
     return partial(bodystructure, extensible=extensible)

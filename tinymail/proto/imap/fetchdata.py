@@ -13,18 +13,18 @@ Rules / theory:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tinymail.mail.headers import (
     DEFAULT_TEXT,
     Address,
     Params,
-    first_values,
     iter_fields,
     parse_address_list,
 )
-from tinymail.mail.mime import Part, header_block_end, parse_structure
-from tinymail.proto.imap.quoting import quoted_or_literal
+from tinymail.mail.mime import Part, header_block_end, header_values, parse_structure
+from tinymail.proto.imap.quoting import QUOTED_MAX, quoted_or_literal
 
 _ENVELOPE_FIELDS = (
     b"date",
@@ -42,7 +42,14 @@ _ENVELOPE_NAMES = frozenset(_ENVELOPE_FIELDS)
 _ADDRESS_FIELDS = frozenset((b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"))
 
 
+# What quoted_or_literal sends as a plain quoted string with nothing to drop or escape:
+# the common case, answered by one regular-expression match.
+_PLAIN_QUOTABLE = re.compile(rb'[^\x00\r\n\x80-\xff"\\]{0,%d}' % QUOTED_MAX)
+
+
 def _string(data: bytes) -> bytes:
+    if _PLAIN_QUOTABLE.fullmatch(data) is not None:
+        return b'"' + data + b'"'
     return quoted_or_literal(data.translate(None, b"\x00\r\n"))
 
 
@@ -65,9 +72,56 @@ def _addresses(addresses: list[Address]) -> bytes:
     return b"(" + b"".join(items) + b")"
 
 
+# The address shapes nearly all mail has, `Name Words <local@domain>` and `local@domain`,
+# each side plain dot-atoms (RFC 5322 3.2.3) with the atom rule of headers._ATOM. Anything
+# else (quotes, comments, groups, routes, literals, odd spacing) goes to the general parser,
+# which gives these shapes the same result.
+_ATOM_CHARS = rb'[^()<>\[\]:;@\\,."\s]+'
+_DOT_ATOM = _ATOM_CHARS + rb"(?:\." + _ATOM_CHARS + rb")*"
+# The phrase is atoms separated by WSP, written so that no text can be split two ways:
+# the match stays linear (no backtracking blow-up on a long phrase without "<").
+_SIMPLE_ADDRESS = re.compile(
+    rb"[ \t]*(?:((?:"
+    + _ATOM_CHARS
+    + rb"(?:[ \t]+"
+    + _ATOM_CHARS
+    + rb")*[ \t]*)?)<("
+    + _DOT_ATOM
+    + rb")@("
+    + _DOT_ATOM
+    + rb")>|("
+    + _DOT_ATOM
+    + rb")@("
+    + _DOT_ATOM
+    + rb"))[ \t]*"
+)
+_NOT_SIMPLE = re.compile(rb'[()\[\]:;\\"]')
+
+
+def _address_list(value: bytes) -> list[Address]:
+    """parse_address_list(value), with a fast path for lists of simple addresses."""
+    if not value:
+        return []
+    if _NOT_SIMPLE.search(value) is None:
+        out = []
+        for item in value.split(b","):
+            m = _SIMPLE_ADDRESS.fullmatch(item)
+            if m is None:
+                if item.strip(b" \t"):
+                    return parse_address_list(value)
+                continue  # an empty list element is skipped, as the general parser does
+            if m.group(2) is not None:
+                name = b" ".join(m.group(1).split()) or None
+                out.append(Address(name, m.group(2), m.group(3)))
+            else:
+                out.append(Address(None, m.group(4), m.group(5)))
+        return out
+    return parse_address_list(value)
+
+
 def _envelope(raw: bytes, start: int, end: int) -> bytes:
-    values = first_values(raw, start, end, _ENVELOPE_NAMES)
-    lists = {name: parse_address_list(values.get(name, b"")) for name in _ADDRESS_FIELDS}
+    values = header_values(raw, start, end, _ENVELOPE_NAMES)
+    lists = {name: _address_list(values.get(name, b"")) for name in _ADDRESS_FIELDS}
     # RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From value.
     for name in (b"sender", b"reply-to"):
         if not lists[name]:
@@ -140,6 +194,35 @@ def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
 def bodystructure(raw: bytes, *, extensible: bool) -> bytes:
     """BODYSTRUCTURE (extensible=True) or BODY (False) of `raw`, serialized."""
     return _body(raw, parse_structure(raw), extensible)
+
+
+def crlf_size(raw: bytes) -> int:
+    """RFC822.SIZE of a stored message: its size with every line ending as CRLF."""
+    if b"\r" not in raw:  # the usual stored form: LF only, so no second count
+        return len(raw) + raw.count(b"\n")
+    return len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
+
+
+def derive(raw: bytes, kinds: str) -> dict[str, bytes]:
+    """Several cacheable items of one message from one parse, keyed by kind: "E" ENVELOPE,
+    "B" BODYSTRUCTURE, "N" BODY, "S" RFC822.SIZE (decimal). Each value equals what
+    envelope(), bodystructure() and crlf_size() give; a cold FETCH of many messages pays
+    for one structure parse per message instead of one per item."""
+    out: dict[str, bytes] = {}
+    if "B" in kinds or "N" in kinds:
+        root = parse_structure(raw)
+        header_end = root.header_end  # the same rule as header_block_end (mime.py)
+        if "B" in kinds:
+            out["B"] = _body(raw, root, True)
+        if "N" in kinds:
+            out["N"] = _body(raw, root, False)
+    else:
+        header_end = header_block_end(raw)
+    if "E" in kinds:
+        out["E"] = _envelope(raw, 0, header_end)
+    if "S" in kinds:
+        out["S"] = b"%d" % crlf_size(raw)
+    return out
 
 
 # -- BODY[section] (RFC 3501 6.4.5) ---------------------------------------------------

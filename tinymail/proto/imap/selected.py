@@ -140,6 +140,8 @@ class Selection:
             items = [*items, "FLAGS"]
         box = self.mailbox
         cache = box if isinstance(box, fetch.DerivedCache) else None
+        batch = box if isinstance(box, fetch.BatchCache) else None
+        kinds = fetch.cached_kinds(items)
         for i in positions:
             uid = self.uids[i]
             if box.flags(uid) is None:
@@ -149,6 +151,11 @@ class Selection:
                     [uid], frozenset({"\\Seen"}), FlagMode.ADD
                 ).items():
                     self.own[u] = seq
+            if batch is not None and kinds:
+                try:
+                    batch.prime(uid, kinds, fetchdata.derive)
+                except MailboxError:
+                    continue  # vanished meanwhile
             data = fetch.MessageData(
                 uid=uid,
                 flags=partial(self._flags, uid),
