@@ -222,3 +222,30 @@ def test_an_unwritable_cache_is_no_error(
     first = quickconfig.load(str(config_path))
     assert quickconfig.load(str(config_path)) == first
     assert len(loads) == 2
+
+
+def test_two_installs_keep_their_own_entries(
+    config_path: Path,
+    make_config: Callable[..., Path],
+    loads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A zipapp and a pip install (different code) used alike do not evict each other."""
+    other = tmp_path / "other.toml"
+    other.write_text(config_path.read_text())
+    stamps = [(1, 2, 3), (4, 5, 6)]
+    for _ in range(3):
+        for stamp in stamps:
+            monkeypatch.setattr(quickconfig, "_code_stamp", lambda stamp=stamp: stamp)
+            quickconfig.load(str(config_path))
+            quickconfig.load(str(other))
+    assert len(loads) == 4  # each config under each code parsed once
+    make_config("[smtp]\nmax_message_size = 1024\n")  # a new state replaces the old entry
+    assert quickconfig.load(str(config_path)).max_message_size == 1024
+    assert len(quickconfig._read_entries()) == 4
+    monkeypatch.setattr(quickconfig, "MAX_ENTRIES", 2)
+    quickconfig.load(str(other))  # a hit: nothing rewritten
+    make_config("[smtp]\nmax_message_size = 2048\n")
+    quickconfig.load(str(config_path))
+    assert len(quickconfig._read_entries()) == 2

@@ -8,13 +8,14 @@ Theory (bench/sendmail_latency.py, issue 3 "Fast and light"):
 - The values come from a per-user cache of the parsed file, or from `config.load_config`, the
   only parser and validator: a config error is never cached, so its message (key, line, exit
   78) is always the full loader's. The embedded default needs no parser and is built here.
-- The cache ($XDG_CACHE_HOME or ~/.cache, then tinymail/sendmail-config; one entry, marshal)
-  is keyed by the config file's path, device, inode, size, mtime and ctime, the tinymail code
-  and the Python version. It is trusted only when the caller owns it and its directory and
-  neither is writable by anyone else (opened relative to the checked directory, no symlinks),
-  and written only for a file whose last change is older than RACY_WINDOW, so a change in the
-  same timestamp tick as the cached one cannot go unseen (git's "racy clean" rule). A stale,
-  unreadable, foreign or corrupt cache is ignored and replaced.
+- The cache ($XDG_CACHE_HOME or ~/.cache, then tinymail/sendmail-config; marshal, the
+  MAX_ENTRIES most recent entries) is keyed by the config file's path, device, inode, size,
+  mtime and ctime, the tinymail code and the Python version. It is trusted only when the
+  caller owns it and its directory and neither is writable by anyone else (opened relative to
+  the checked directory, no symlinks), and written only for a file whose last change is older
+  than RACY_WINDOW, so a change in the same timestamp tick as the cached one cannot go unseen
+  (git's "racy clean" rule). A stale, unreadable, foreign or corrupt cache is ignored and
+  replaced.
 - Only configs whose values cannot depend on the environment are cached: `hostname` given and
   `data_dir` absolute (else the host's name, $HOME or the working directory would be keys too).
 """
@@ -36,8 +37,10 @@ DEFAULT_CONFIG_FILE = "/etc/tinymail/tinymail.toml"
 DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
 CACHE_NAME = "sendmail-config"
 CacheKey = tuple[str | int | tuple[int, ...], ...]  # marshal-able: path, stat fields, code
+CacheValues = tuple[str | int | tuple[str, ...], ...]  # SendmailConfig's, in __slots__ order
+MAX_ENTRIES = 8  # e.g. the zipapp and a pip install, used alike, each keep their entry
 RACY_WINDOW = 2.0  # seconds: a coarser file-system clock than any Linux one (ext3: 1 s)
-_FORMAT = b"tinymail-sendmail-config-1"
+_FORMAT = b"tinymail-sendmail-config-2"
 
 
 class ConfigError(Exception):
@@ -254,30 +257,49 @@ def _trusted(st: os.stat_result, kind: int) -> bool:
 
 def read_cache(key: CacheKey) -> SendmailConfig | None:
     """The cached values for `key`, or None when absent, stale, untrusted or unreadable."""
+    values = _read_entries().get(key)
+    if values is None or len(values) != 7:
+        return None
+    aliases, data_dir, domains, hostname, size, source, users = values  # __slots__ order
+    if not (
+        isinstance(aliases, str)
+        and isinstance(data_dir, str)
+        and isinstance(domains, tuple)
+        and isinstance(hostname, str)
+        and isinstance(size, int)
+        and isinstance(source, str)
+        and isinstance(users, str)
+    ):
+        return None
+    return SendmailConfig(hostname, domains, data_dir, users, aliases, size, source)
+
+
+def _read_entries() -> dict[CacheKey, CacheValues]:
+    """Every entry of a trusted cache file, newest first; {} when there is none."""
     where = cache_dir()
     if where is None:
-        return None
+        return {}
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         dir_fd = os.open(where, flags | os.O_DIRECTORY)
     except OSError:
-        return None
+        return {}
     try:
         if not _trusted(os.fstat(dir_fd), 0o040000):
-            return None
+            return {}
         fd = os.open(CACHE_NAME, flags | os.O_NONBLOCK, dir_fd=dir_fd)
         try:
             if not _trusted(os.fstat(fd), 0o100000):
-                return None
-            data = os.read(fd, 65536)
+                return {}
+            data = os.read(fd, 1 << 20)
         finally:
             os.close(fd)
-        magic, cached_key, values = marshal.loads(data)
-        if magic != _FORMAT or cached_key != key:
-            return None
-        return SendmailConfig(**dict(zip(SendmailConfig.__slots__, values, strict=True)))
+        magic, entries = marshal.loads(data)
+        if magic != _FORMAT or not isinstance(entries, dict):
+            return {}
+        return entries
     except (OSError, ValueError, TypeError, EOFError):
-        return None
+        return {}
     finally:
         os.close(dir_fd)
 
@@ -287,7 +309,7 @@ def write_cache(key: CacheKey, cfg: SendmailConfig) -> None:
     where = cache_dir()
     if where is None:
         return
-    values = (
+    values: CacheValues = (
         cfg.aliases_file,
         cfg.data_dir,
         cfg.domains,
@@ -296,7 +318,13 @@ def write_cache(key: CacheKey, cfg: SendmailConfig) -> None:
         cfg.source,
         cfg.users_file,
     )  # in __slots__ order
-    data = marshal.dumps((_FORMAT, key, values))
+    entries = {key: values}
+    for old_key, old_values in _read_entries().items():
+        # An older state of the same file under the same code will never match again.
+        same_file = old_key[0] == key[0] and old_key[-1] == key[-1]
+        if len(entries) < MAX_ENTRIES and not same_file:
+            entries[old_key] = old_values
+    data = marshal.dumps((_FORMAT, entries))
     try:
         os.makedirs(where, 0o700, exist_ok=True)
         dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
