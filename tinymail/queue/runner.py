@@ -88,7 +88,9 @@ class QueueRunner:
         is_local: Callable[[str], bool],
         retry: RetryPolicy,
         remote: RemoteDelivery | None = None,
-        concurrency: int = 16,
+        # Attempts in flight. Remote ones mostly wait on the network (a loaded relay keeps a
+        # few per destination busy); local ones also queue for trio's worker threads.
+        concurrency: int = 48,
         group_sync: GroupSync | None = None,
     ):
         self.spool = spool
