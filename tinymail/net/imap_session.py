@@ -2,7 +2,10 @@
 
 Rules:
 - The core's next_event() may touch mailbox files, so after login it runs in
-  a worker thread (DESIGN.md: blocking file work goes through trio.to_thread).
+  a worker thread (DESIGN.md: blocking file work goes through trio.to_thread),
+  one hop for everything buffered. A command the core calls light (LOGOUT, a
+  FETCH of one small message whose size is known) runs on the loop instead:
+  the hop costs several times the page-cached read it would move.
 - IDLE (RFC 2177): while the client idles, a poll task asks the core for
   updates every IDLE_POLL seconds (a few stat() calls when nothing changed)
   and sends them; the receive is never cancelled, the poll task is.
@@ -170,11 +173,16 @@ class ImapSession:
         while True:
             if self.conn.state is State.NOT_AUTHENTICATED:
                 event = self.conn.next_event()  # no mailbox work before login
+            elif self.conn.next_is_light():
+                # One small command: a thread round trip would cost more than the work.
+                event = self.conn.next_event(one=True)
             else:
                 event = await trio.to_thread.run_sync(self.conn.next_event)
             await self._flush()
             if event is Signal.CLOSED:
                 return
+            if event is Signal.MORE:
+                continue
             if event is Signal.NEED_DATA:
                 data = await (self._idle() if self.conn.idling else self._receive())
                 if not data:

@@ -228,6 +228,18 @@ class MaildirFolder(MaildirIndex):
             msg.size = int(self._cached(uid, "S", _crlf_size, self.read))
         return msg.size
 
+    def known_size(self, uid: int) -> int:
+        """RFC822.SIZE when it is known without touching a file (name or cache), else -1."""
+        with self._lock:
+            msg = self._msgs.get(uid)
+            if msg is None:
+                return -1
+            if self._size_from_name(msg) < 0:
+                cached = self._envelopes.get(msg.name.partition(":")[0], "S")
+                if cached is not None:
+                    msg.size = int(cached)
+            return msg.size
+
     def internal_date(self, uid: int) -> float:
         """INTERNALDATE = the file's mtime (Dovecot), cached."""
         msg = self._get(uid)

@@ -217,3 +217,16 @@ def test_address_fast_path_is_linear_on_a_long_phrase() -> None:
     started = time.monotonic()
     assert _address_list(value) == parse_address_list(value)
     assert time.monotonic() - started < 5  # a backtracking pattern would take ages
+
+
+def test_known_size_never_reads(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path / "Maildir")
+    store.ensure_defaults()
+    data = b"Subject: no size in the name\n\nbody\n"
+    (store.root / "cur" / "1700000000.M1P1.host:2,").write_bytes(data)
+    box = store.open("INBOX")
+    uid = box.sync(False).uids[0]
+    assert box.known_size(uid) == -1  # would need a read: the caller must not assume
+    assert box.size(uid) == len(data) + data.count(b"\n")
+    assert box.known_size(uid) == box.size(uid)
+    assert box.known_size(uid + 1) == -1

@@ -314,3 +314,39 @@ def test_output_sink_streams_big_responses(store: MaildirStore) -> None:
     assert chunks and all(len(c) >= 256 * 1024 for c in chunks)  # streamed, not piled up
     whole = b"".join(chunks) + rest
     assert whole.count(b"* ") == 3 and whole.endswith(b"f OK FETCH completed\r\n")
+
+
+def test_light_commands_run_one_at_a_time(store: MaildirStore) -> None:
+    deliver([store.root], MSG)
+    deliver([store.root], b"Subject: big\n\n" + b"x" * 200_000 + b"\n")
+    d = logged_in(store)
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert not d.conn.next_is_light()  # may rescan the folder: stays in the worker
+    d.send(b"")
+    d.send(b"s SELECT INBOX\r\n")  # delivered names carry ,W=: sizes known without a read
+    for line, light in (
+        (b"f UID FETCH 1 BODY.PEEK[]", True),
+        (b"f FETCH 1 (FLAGS BODY.PEEK[HEADER])", True),
+        (b"f FETCH 2 BODY.PEEK[]", False),  # too big for the event loop
+        (b"f FETCH 3 BODY.PEEK[]", False),  # no such message: the worker answers BAD
+        (b"f UID FETCH 7 BODY.PEEK[]", False),
+        (b"f FETCH 1:2 FLAGS", False),
+        (b"f FETCH 1 {5}", False),
+        (b"x LOGOUT", True),
+    ):
+        d.conn.receive_data(line + b"\r\n")
+        assert d.conn.next_is_light() is light, line
+        d.conn.reader.clear()
+    chunks: list[bytes] = []
+    d.conn.output_sink = chunks.append
+    d.conn.receive_data(b"f UID FETCH 1 BODY.PEEK[]\r\ng NOOP\r\n")
+    assert d.conn.next_event(one=True) is Signal.MORE  # one command, the NOOP still waits
+    out = d.conn.data_to_send()
+    assert b"Hello world" in out and out.endswith(b"f OK FETCH completed\r\n") and not chunks
+    assert d.conn.output_sink is not None  # restored for the worker thread
+    assert b"g OK" in d.send(b"")
+    d.conn.receive_data(b"h UID FETCH 1 FLAGS\r\n")
+    assert d.conn.next_event(one=True) is Signal.NEED_DATA
+    d.conn.receive_data(b"x LOGOUT\r\n")
+    assert d.conn.next_event(one=True) is Signal.CLOSED
+    assert b"* BYE" in d.conn.data_to_send()

@@ -93,6 +93,13 @@ class CommandReader:
         """Bytes received but not yet consumed (used to drop pipelined plaintext at STARTTLS)."""
         return len(self._buf)
 
+    def peek_line(self) -> bytes | None:
+        """The next complete line when no command is half read, without consuming it."""
+        if self._lines or self._literal_left >= 0 or self._discarding:
+            return None
+        end = self._buf.find(b"\n")
+        return None if end < 0 else bytes(self._buf[:end]).rstrip(b"\r")
+
     def clear(self) -> None:
         """Forget everything buffered (STARTTLS: RFC 3501 6.2.1, CVE-2011-0411)."""
         self._buf.clear()

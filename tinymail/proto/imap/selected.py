@@ -17,6 +17,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol, runtime_checkable
 
 from tinymail.proto.imap import fetch, fetchdata
 from tinymail.proto.imap.search import Candidate, Key, matches, resolve_numbers
@@ -29,6 +30,15 @@ _STRUCTURE = {True: fetch.structure_of(True), False: fetch.structure_of(False)}
 def _structure(cache: fetch.DerivedCache, uid: int, extensible: bool) -> bytes:
     """BODYSTRUCTURE or BODY through the store's cache."""
     return cache.derived(uid, "B" if extensible else "N", _STRUCTURE[extensible])
+
+
+@runtime_checkable
+class KnownSize(Protocol):
+    """A mailbox that can tell a message's size from memory."""
+
+    def known_size(self, uid: int) -> int:
+        """RFC822.SIZE if known without any file access, else -1."""
+        ...
 
 
 class BadSequence(ValueError):
@@ -80,6 +90,20 @@ class Selection:
         """1-based sequence number of a UID in the session's view, 0 if absent."""
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
+
+    def is_small(self, number: int, by_uid: bool, limit: int) -> bool:
+        """True when message `number` (a UID or sequence number) exists and the store knows,
+        without reading anything, that it has at most `limit` octets."""
+        if by_uid:
+            if not self.seq_of(number):
+                return False
+            uid = number
+        elif 1 <= number <= len(self.uids):
+            uid = self.uids[number - 1]
+        else:
+            return False
+        box = self.mailbox
+        return isinstance(box, KnownSize) and 0 <= box.known_size(uid) <= limit
 
     def updates(self, allow_expunge: bool) -> list[bytes]:
         """Untagged EXPUNGE / EXISTS / RECENT / FETCH for what changed since the last call."""

@@ -49,6 +49,7 @@ PREAUTH_LIMITS = Limits(line=8192, literal=8192, command=16384, append=0)
 MAX_AUTH_FAILURES = 3
 MAX_ERRORS = 20
 FLUSH_AT = 256 * 1024
+LIGHT_MESSAGE = 128 * 1024  # a FETCH of one message this small may run on the event loop
 _BASE_CAPS = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
     "SPECIAL-USE LIST-EXTENDED LIST-STATUS"
@@ -149,8 +150,47 @@ class ServerConnection:
         if self.idle_tag is not None:
             self.send_updates(allow_expunge=True)
 
-    def next_event(self) -> Event:
-        """Process buffered input until an event needs the adapter."""
+    def next_is_light(self) -> bool:
+        """True when the next buffered command is one that touches no mailbox file beyond
+        a few stat() calls and one small, already sized message: LOGOUT, or a FETCH of
+        one message of at most LIGHT_MESSAGE octets. The adapter may run such a command
+        on its event loop rather than pay a worker-thread round trip (which costs more than
+        the command itself); everything else stays off the loop."""
+        if self.state is State.NOT_AUTHENTICATED or self._sasl is not None or self.idle_tag:
+            return False
+        line = self.reader.peek_line()
+        if line is None or line.endswith(b"}"):
+            return False
+        words = line.split(b" ", 4)
+        name = words[1].upper() if len(words) > 1 else b""
+        if name == b"LOGOUT":
+            return len(words) == 2
+        by_uid = name == b"UID"
+        if by_uid:
+            words = words[1:]
+            name = words[1].upper() if len(words) > 1 else b""
+        if name != b"FETCH" or len(words) < 4 or not words[2].isdigit():
+            return False
+        selection = self.selection
+        if self.state is not State.SELECTED or selection is None:
+            return False
+        return selection.is_small(int(words[2]), by_uid, LIGHT_MESSAGE)
+
+    def next_event(self, one: bool = False) -> Event:
+        """Process buffered input until an event needs the adapter.
+
+        With `one` (see next_is_light), return after one command: Signal.MORE when input
+        is left, else what the next round would surely give; all output stays queued for
+        data_to_send (the output sink is for worker threads)."""
+        if not one:
+            return self._next_event(False)
+        sink, self.output_sink = self.output_sink, None
+        try:
+            return self._next_event(True)
+        finally:
+            self.output_sink = sink
+
+    def _next_event(self, one: bool) -> Event:
         while True:
             if self.state is State.LOGOUT:
                 return Signal.CLOSED
@@ -182,6 +222,10 @@ class ServerConnection:
                 result = self._dispatch(cmd)
             if result is not None:
                 return result
+            if one:
+                if self.state is State.LOGOUT:
+                    return Signal.CLOSED
+                return Signal.MORE if self.reader.buffered() else Signal.NEED_DATA
 
     # -- helpers for the command handlers ---------------------------------------------
 
