@@ -223,7 +223,7 @@ class ServerConnection:
             if result is not None:
                 return result
             if one:
-                if self.state is State.LOGOUT:
+                if self._logged_out():  # the command changed the state
                     return Signal.CLOSED
                 return Signal.MORE if self.reader.buffered() else Signal.NEED_DATA
 
@@ -288,6 +288,9 @@ class ServerConnection:
         return self.selection
 
     # -- internals -----------------------------------------------------------------------
+
+    def _logged_out(self) -> bool:
+        return self.state is State.LOGOUT
 
     def _count_error(self) -> None:
         self._errors += 1
