@@ -210,3 +210,15 @@ def test_bs_speaks_smtp_on_stdin_and_stdout(conf: Path) -> None:
     assert item.envelope.recipients == ("root@localhost",)
     assert read_content(item).endswith(b"\n\n.dot\n")  # dot-unstuffed, LF line ends
     assert len(spawns.calls) == 1
+
+
+def test_missing_queue_subdirectories_are_created(conf: Path) -> None:
+    assert send(conf, ["root"], b"x\n") == 0
+    queue = load_config(conf).queue_dir
+    for item in queued(conf):
+        (queue / "active" / item.qid).unlink()
+    (queue / "active").rmdir()
+    (queue / "incoming").rmdir()
+    assert send(conf, ["root"], b"y\n") == 0
+    [item] = queued(conf)
+    assert read_content(item).endswith(b"\ny\n")

@@ -221,8 +221,12 @@ def queue_message(
     """Complete, check and queue the message, then get it delivered; returns its queue ID."""
     root = cfg.queue_dir
     try:
-        qfile.make_dirs(root)
-        if os.stat(root).st_uid != os.geteuid():
+        try:
+            owner = os.stat(root).st_uid
+        except FileNotFoundError:
+            qfile.make_dirs(root)
+            owner = os.stat(root).st_uid
+        if owner != os.geteuid():
             # A system queue owned by the tinymail user: even root must not leave files there
             # that the daemon cannot read (and must not deliver as root): hand it over.
             return _submit_to_daemon(cfg, prepared, full_name)
@@ -243,8 +247,13 @@ def queue_message(
         "origin": f"sendmail uid={os.getuid()}",
         "dsn_kind": "",
     }
+    meta = qfile.encode_envelope(envelope)
     try:
-        qfile.store(root, qid, content, qfile.encode_envelope(envelope))
+        try:
+            qfile.store(root, qid, content, meta)
+        except FileNotFoundError:  # a subdirectory is missing: create it, then try again
+            qfile.make_dirs(root)
+            qfile.store(root, qid, content, meta)
     except PermissionError:
         return _submit_to_daemon(cfg, prepared, full_name)
     except OSError as exc:
