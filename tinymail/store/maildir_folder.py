@@ -126,16 +126,22 @@ class MaildirFolder(MaildirIndex):
                 return self._last[1]
         fd = self._open(uid)
         try:
-            size = os.fstat(fd).st_size
-            chunks = []
-            while chunk := os.read(fd, max(size, 65536)):
-                chunks.append(chunk)
-            data = b"".join(chunks)
+            st = os.fstat(fd)
+            want = max(st.st_size + 1, 65536)
+            data = os.read(fd, want)
+            if len(data) == want:  # a short read of a regular file is its end: else go on
+                chunks = [data]
+                while chunk := os.read(fd, want):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
         finally:
             os.close(fd)
-        if len(data) <= KEEP_LAST:
-            with self._lock:
+        with self._lock:
+            if len(data) <= KEEP_LAST:
                 self._last = (name, data)
+            msg = self._msgs.get(uid)
+            if msg is not None and msg.date < 0:
+                msg.date = st.st_mtime  # INTERNALDATE, saving FETCH a stat() of its own
         return data
 
     def read_header(self, uid: int) -> bytes:

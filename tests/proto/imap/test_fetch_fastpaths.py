@@ -7,6 +7,7 @@ one-item functions, and MaildirFolder.prime against the per-item cache calls.
 
 from __future__ import annotations
 
+import datetime
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from tinymail.mail.headers import first_values, parse_address_list
 from tinymail.mail.mime import _WANTED, header_block_end, header_values
+from tinymail.proto.imap.fetch import format_date
 from tinymail.proto.imap.fetchdata import (
     _ENVELOPE_NAMES,
     _address_list,
@@ -230,3 +232,14 @@ def test_known_size_never_reads(tmp_path: Path) -> None:
     assert box.size(uid) == len(data) + data.count(b"\n")
     assert box.known_size(uid) == box.size(uid)
     assert box.known_size(uid + 1) == -1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=-2e10, max_value=2.5e11, allow_nan=False))
+def test_format_date_equals_strftime(when: float) -> None:
+    d = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][
+        d.month - 1
+    ]
+    expected = f'"{d.day:2d}-{month}-{d.year:04d} {d:%H:%M:%S} +0000"'.encode()
+    assert format_date(when) == expected
