@@ -224,3 +224,25 @@ async def test_getmail_downloads_and_deletes(server: Server, tmp_path: Path) -> 
     for content, body in zip(MESSAGES, bodies, strict=True):
         assert body.endswith(content.split(b"\n", 1)[1])  # getmail adds its own headers first
     assert server.imap_uids()[1] == []  # DELE + QUIT removed them from the store
+
+
+async def test_mbox_listing_gives_uids_without_rewriting_the_file(server: Server) -> None:
+    """A fresh mbox (no X-UID yet) gets its UIDs at the first POP3 listing without a rewrite
+    of the file; they are the ones IMAP sees, and the same in the next session."""
+    if server.store_format != "mbox":
+        pytest.skip("mbox only")
+    path = mbox.folder_path(server.data_dir, USER)
+    before, inode = path.read_bytes(), path.stat().st_ino
+
+    def uidls() -> list[bytes]:
+        pop = server.login()
+        try:
+            return pop.uidl()[1]
+        finally:
+            pop.quit()
+
+    first = await in_thread(uidls)
+    assert path.read_bytes() == before and path.stat().st_ino == inode
+    uidvalidity, uids = server.imap_uids()
+    assert first == [b"%d %08x%08x" % (n, uid, uidvalidity) for n, uid in enumerate(uids, 1)]
+    assert await in_thread(uidls) == first
