@@ -122,7 +122,8 @@ class MaildirIndex:
         if stamp[4] != (self._stamp[4] if self._stamp else -1):
             self._keywords = mn.read_keywords(self.path)
         current = ul.read(self.path / ul.UIDLIST, self._uidlist)
-        listing = self._listing()
+        # No list yet (a first open): the listing under the lock below is the one that counts.
+        listing = self._listing() if current is not None else {}
         if current is None or any(b not in current.records for b in listing):
             with ul.DotLock(self.path / ul.UIDLIST):
                 listing = self._assign_locked()
@@ -193,8 +194,8 @@ class MaildirIndex:
                 if msg is None or not msg.in_new:
                     continue
                 target = mn.with_letters(msg.name, msg.letters)
-                try:
-                    os.rename(self.path / "new" / msg.name, self.path / "cur" / target)
+                try:  # plain strings: pathlib joins cost more than the renames
+                    os.rename(f"{self._new_dir}/{msg.name}", f"{self._cur_dir}/{target}")
                 except FileNotFoundError:
                     continue  # another process moved it first: it is that session's \\Recent
                 msg.name, msg.in_new = target, False

@@ -129,10 +129,10 @@ def read(path: Path, previous: UidList | None = None) -> UidList | None:
 
 def format_records(records: list[tuple[int, str, str]]) -> bytes:
     """Record lines for (uid, extension fields, filename) in Dovecot's layout."""
-    out = []
-    for uid, ext, name in records:
-        middle = f" {ext}" if ext else ""
-        out.append(f"{uid}{middle} :{base_name(name)}\n")  # cut at ":" as Dovecot does
+    out = [
+        f"{uid} {ext} :{name.partition(':')[0]}\n" if ext else f"{uid} :{name.partition(':')[0]}\n"
+        for uid, ext, name in records
+    ]  # the name is cut at ":" as Dovecot does
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
@@ -147,8 +147,11 @@ def append(path: Path, uidlist: UidList, records: list[tuple[int, str, str]]) ->
         os.fsync(fd)
     finally:
         os.close(fd)
+    known = uidlist.records
     for uid, ext, name in records:
-        uidlist.add(base_name(name), uid, ext)
+        known[name.partition(":")[0]] = (uid, ext)
+    if records:
+        uidlist.next_uid = max(uidlist.next_uid, max(r[0] for r in records) + 1)
     uidlist.offset += len(data)
 
 
