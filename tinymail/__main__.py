@@ -5,8 +5,6 @@ symlink), it behaves as that command, as /usr/sbin/sendmail does.
 `sendmail` is dispatched before cli.py (argparse) is imported: it must start fast.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

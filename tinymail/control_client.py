@@ -10,8 +10,6 @@ recv) but its import (enum conversion of every constant, selectors, array) costs
 For the same reason nothing here imports pathlib, contextlib or typing.
 """
 
-from __future__ import annotations
-
 import _socket
 import os
 
@@ -26,7 +24,7 @@ SOCKET_NAME = "control.sock"
 _SUN_PATH_MAX = 107  # sizeof(sun_path) - 1 on Linux
 
 
-def socket_path(data_dir: Path) -> Path:
+def socket_path(data_dir: "Path") -> "Path":
     """Where the daemon listens: data_dir/run/control.sock."""
     return data_dir / "run" / SOCKET_NAME
 
@@ -52,7 +50,7 @@ class bindable:  # lowercase: used like the function it was, `with bindable(path
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
-        tb: TracebackType | None,
+        tb: "TracebackType | None",
     ) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1

@@ -20,8 +20,6 @@ Theory (bench/sendmail_latency.py, issue 3 "Fast and light"):
   `data_dir` absolute (else the host's name, $HOME or the working directory would be keys too).
 """
 
-from __future__ import annotations
-
 import marshal
 import os
 import sys
@@ -79,7 +77,7 @@ class SendmailConfig(Record):
         self.source = source  # the config file, or "embedded default"
 
     @classmethod
-    def from_config(cls, cfg: Config) -> SendmailConfig:
+    def from_config(cls, cfg: "Config") -> "SendmailConfig":
         """The sendmail view of a fully loaded config."""
         return cls(
             cfg.hostname,

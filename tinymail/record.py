@@ -7,8 +7,6 @@ every slot; equality, hash and repr come from the slots, in their order. Instanc
 treated as immutable.
 """
 
-from __future__ import annotations
-
 
 class Record:
     """Equality, hash and repr from __slots__ (the fields, in order)."""

@@ -6,8 +6,9 @@ Theory:
   only modules the interpreter has already loaded, builtins (marshal, _socket, _json) and
   tinymail modules written for it: quickconfig (the config values it needs, usually from a
   per-user cache), qfile (the queue file), control_wire, compose, addresses (-t), record.
-  No trio, argparse, email, re, enum, typing, dataclasses, pathlib, json or tomllib. The other
-  modes load the whole config (config.py).
+  No trio, argparse, email, re, enum, typing, dataclasses, pathlib, json or tomllib, and not
+  even __future__: these modules quote the annotations that name types imported only for
+  type checking. The other modes load the whole config (config.py).
 - Exit 0 only after the message file and queue/active/ are fsynced (Spool promise). Every
   error is one line on stderr with a sysexits.h status: 64 usage, 65 data, 67 unknown local
   recipient, 73/75 queue not writable, 78 config.
@@ -19,8 +20,6 @@ Theory:
 - Recipients and senders without a domain get @hostname, like Postfix's append_at_myorigin
   with myorigin = $myhostname; so cron's `root` is root@hostname, a local system account.
 """
-
-from __future__ import annotations
 
 import errno
 import os
@@ -93,12 +92,12 @@ class Prepared(Record):
 
 
 def main(
-    argv: Sequence[str],
+    argv: "Sequence[str]",
     *,
     prog: str = "sendmail",
     config_path: str | None = None,
-    stdin: BinaryIO | None = None,
-    spawn: Spawner | None = None,
+    stdin: "BinaryIO | None" = None,
+    spawn: "Spawner | None" = None,
 ) -> int:
     """Run sendmail with `argv` (options and recipients, no program name); returns the status."""
     try:
@@ -129,7 +128,7 @@ def _settings(path: str | None) -> SendmailConfig:
         raise SendmailError(f"config error: {exc}", EX_CONFIG) from None
 
 
-def _config(path: str | None) -> Config:
+def _config(path: str | None) -> "Config":
     from tinymail.config import find_config, load_config
 
     try:
@@ -138,7 +137,7 @@ def _config(path: str | None) -> Config:
         raise SendmailError(f"config error: {exc}", EX_CONFIG) from None
 
 
-def _deliver(opts: Options, cfg: SendmailConfig, stdin: BinaryIO, spawn: Spawner | None) -> int:
+def _deliver(opts: Options, cfg: SendmailConfig, stdin: "BinaryIO", spawn: "Spawner | None") -> int:
     """The default mode (-bm): read the message, queue it, get it delivered."""
     prepared = prepare(opts, cfg, _read_input(stdin, cfg.max_message_size))
     qid = queue_message(cfg, prepared, opts.full_name, spawn=spawn)
@@ -147,7 +146,7 @@ def _deliver(opts: Options, cfg: SendmailConfig, stdin: BinaryIO, spawn: Spawner
     return EX_OK
 
 
-def _run(opts: Options, cfg: Config, stdin: BinaryIO, spawn: Spawner | None) -> int:
+def _run(opts: Options, cfg: "Config", stdin: "BinaryIO", spawn: "Spawner | None") -> int:
     """-bp, -bi, -q and -bs, with the whole config."""
     if opts.mode == Mode.MAILQ:
         return mailq(cfg)
@@ -162,7 +161,7 @@ def _run(opts: Options, cfg: Config, stdin: BinaryIO, spawn: Spawner | None) -> 
     return serve_stdio(cfg, stdin, sys.stdout.buffer, spawn=spawn)
 
 
-def _read_input(stdin: BinaryIO, limit: int) -> bytes:
+def _read_input(stdin: "BinaryIO", limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while chunk := stdin.read(65536):
@@ -216,7 +215,7 @@ def _qualify_arg(address: str, origin: str, what: str) -> str:
 
 
 def queue_message(
-    cfg: SendmailConfig, prepared: Prepared, full_name: str | None, *, spawn: Spawner | None
+    cfg: SendmailConfig, prepared: Prepared, full_name: str | None, *, spawn: "Spawner | None"
 ) -> str:
     """Complete, check and queue the message, then get it delivered; returns its queue ID."""
     root = cfg.queue_dir
@@ -296,7 +295,7 @@ def _compose(
     return composed.content, recipients
 
 
-def _deliver_soon(cfg: SendmailConfig, qid: str, spawn: Spawner | None) -> None:
+def _deliver_soon(cfg: SendmailConfig, qid: str, spawn: "Spawner | None") -> None:
     """Nudge the daemon; without one, start a detached one-shot delivery run."""
     try:
         reply = request(cfg.data_dir, control.nudge(qid), timeout=10.0)
@@ -333,7 +332,7 @@ def _submit_to_daemon(cfg: SendmailConfig, prepared: Prepared, full_name: str | 
     return reply.text
 
 
-def mailq(cfg: Config) -> int:
+def mailq(cfg: "Config") -> int:
     """`mailq` / `sendmail -bp`: the Postfix-style queue listing."""
     from tinymail.queue.mailq import format_queue
 
@@ -345,7 +344,7 @@ def mailq(cfg: Config) -> int:
     return EX_OK
 
 
-def flush_queue(cfg: Config, qid: str | None = None) -> int:
+def flush_queue(cfg: "Config", qid: str | None = None) -> int:
     """`sendmail -q` / `tinymail queue flush`: retry now, by the daemon or in the foreground."""
     try:
         reply = request(cfg.data_dir, control.flush(qid))
@@ -366,7 +365,7 @@ def date_stamp() -> str:
     return time.strftime("%Y%m%d%H%M%S")
 
 
-def unknown_local_recipient(cfg: SendmailConfig, recipients: Sequence[str]) -> str | None:
+def unknown_local_recipient(cfg: SendmailConfig, recipients: "Sequence[str]") -> str | None:
     """The first recipient in a local domain that nobody has, or None.
 
     System accounts are checked first (cheap, and cron mails root); the users and aliases
@@ -392,7 +391,7 @@ def _system_account(name: str) -> bool:
     return True
 
 
-def _file_resolver(cfg: SendmailConfig) -> Callable[[str], bool]:
+def _file_resolver(cfg: SendmailConfig) -> "Callable[[str], bool]":
     from pathlib import Path
 
     from tinymail.delivery.resolve import resolve_local

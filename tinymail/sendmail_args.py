@@ -14,8 +14,6 @@ Rules / theory (research/smtp-anchors.md 2b):
 - Pure: no I/O. `parse_args` raises `UsageError` with a one-line message.
 """
 
-from __future__ import annotations
-
 from tinymail.record import Record
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~2 ms; mypy knows both
@@ -92,7 +90,7 @@ def check_text(what: str, value: str) -> str:
     return value
 
 
-def parse_args(argv: Sequence[str]) -> Options:
+def parse_args(argv: "Sequence[str]") -> Options:
     """Parse sendmail arguments (without the program name) into `Options`."""
     opts: dict[str, object] = {}
     recipients: list[str] = []

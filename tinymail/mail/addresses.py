@@ -7,8 +7,6 @@ Rules / theory:
   lists on its start-up path (bench/sendmail_latency.py). tinymail.mail.headers re-exports all.
 """
 
-from __future__ import annotations
-
 from tinymail.record import Record
 
 FIELD_CAP = 64 * 1024  # octets of one field value that are ever looked at

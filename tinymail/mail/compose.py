@@ -18,8 +18,6 @@ Rules / theory (Postfix cleanup(8) and sendmail(1), research/smtp-anchors.md 2a)
 - Pure: bytes and strings in, bytes out; the clock is passed in as ready-made strings.
 """
 
-from __future__ import annotations
-
 from tinymail.record import Record
 
 # Character classes as sets, not `re` patterns: `re` (with `enum`) costs sendmail's start-up

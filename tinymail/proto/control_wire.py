@@ -5,8 +5,6 @@ on its start-up path, imports no `re`, `enum` or dataclasses (bench/sendmail_lat
 See control.py for the protocol. Pure: no I/O.
 """
 
-from __future__ import annotations
-
 from tinymail.record import Record
 
 MAX_LINE = 2048

@@ -10,8 +10,6 @@ JSON is written here (no `json`, which loads `re`), and the daemon's Spool (data
 logging) is not involved. Spool writes its files with the same pieces.
 """
 
-from __future__ import annotations
-
 import os
 import time
 

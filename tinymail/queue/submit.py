@@ -5,8 +5,6 @@ submitting uid, so the ID must be known before the content is final. The content
 queued with `Spool.enqueue(..., incoming=msg)`, which keeps the ID.
 """
 
-from __future__ import annotations
-
 import time
 
 
