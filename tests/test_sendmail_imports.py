@@ -83,6 +83,8 @@ EXIT = textwrap.dedent(
     if sys.argv[2] == "atexit":
         import atexit
         atexit.register(lambda: print("atexit ran"))
+    if sys.argv[2] == "no-stdout":
+        sys.stdout = None
     print("queued", end="")  # buffered: lost unless exit_now flushes it
     sys.stderr.write("note")
     exit_now(5)
@@ -90,11 +92,12 @@ EXIT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("hook", ["none", "atexit"])
+@pytest.mark.parametrize("hook", ["none", "atexit", "no-stdout"])
 def test_exit_now_flushes_and_keeps_atexit_callbacks(hook: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-S", "-c", EXIT, ROOT, hook], capture_output=True, check=False
     )
     assert proc.returncode == 5
     assert proc.stderr == b"note"
-    assert proc.stdout == (b"queuedatexit ran\n" if hook == "atexit" else b"queued")
+    expected = {"none": b"queued", "atexit": b"queuedatexit ran\n", "no-stdout": b""}
+    assert proc.stdout == expected[hook]

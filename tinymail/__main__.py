@@ -49,8 +49,9 @@ def exit_now(status: int) -> None:
     ncallbacks = getattr(atexit, "_ncallbacks", None)  # CPython's count of registered callbacks
     if ncallbacks is not None and ncallbacks() == 0 and "threading" not in sys.modules:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None: started with that descriptor closed
+                    stream.flush()
         except (OSError, ValueError):
             pass  # e.g. a closed pipe: the normal exit below reports it as Python would
         else:
