@@ -32,6 +32,8 @@ for pkg in "$build"/*/; do
     find "$pkg" -depth -type d \( -name _tests -o -name tests \) -exec rm -rf {} +
     find "$pkg" \( -name '*.py' -o -name '*.pyi' -o -name py.typed \) -type f -delete
 done
+# Stored, not deflated (-c): the archive is about 2.4 times larger, but each start skips loading
+# zlib and inflating every module it imports (~7% of sendmail's instructions from the archive).
 "$PYTHON" -m zipapp "$build" -m "tinymail.__main__:main" -p "/usr/bin/env python3" \
-    -c -o dist/tinymail.pyz
+    -o dist/tinymail.pyz
 echo "built dist/tinymail.pyz ($(wc -c < dist/tinymail.pyz) bytes)"
