@@ -306,3 +306,16 @@ def test_fast_line_start_rewrites_match_the_reference(data: bytes) -> None:
     assert mbox.quote_from(data) == quote.sub(rb">\1", data)
     assert mbox.unquote_from(data) == unquote.sub(rb"\1", data)
     assert mbox.strip_metadata(data) == meta.sub(b"", data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(fragments, max_size=8).map(b"".join), min_size=1, max_size=3), st.data())
+def test_render_repairs_a_torn_last_message(messages: list[bytes], draw: st.DataObject) -> None:
+    """A file cut anywhere by a crash is rewritten with every kept message's UID believable."""
+    data = b"".join(mbox.from_line("a@x", 0) + m + b"\n\n" for m in messages)
+    data = data[: draw.draw(st.integers(5, len(data)))]
+    parsed = mbox.parse(data)
+    metas = [(uid, frozenset({"\\Seen"}), False) for uid in range(1, len(parsed.entries) + 1)]
+    new, built = render(data, parsed, metas, 7, 99)
+    assert built == mbox.parse(new)
+    assert [e.uid for e in built.entries] == [m[0] for m in metas]

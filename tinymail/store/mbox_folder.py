@@ -186,15 +186,23 @@ def render(
         uid, flags, recent = meta
         header, body = split_header(data[entry.header_start : entry.end])
         separator = data[entry.start : entry.header_start]
-        pieces = [separator, strip_metadata(header)]
+        header = strip_metadata(header)
+        # A message torn by a crash may lack its last line end; the metadata lines written
+        # after it need one, so the repaired message is parsed again.
+        if not separator.endswith(b"\n"):
+            separator += b"\n"
+            exact = False
+        if header and not header.endswith(b"\n"):
+            header += b"\n"
+            exact = False
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+            exact = False
+        pieces = [separator, header]
         if not entries:  # UW-IMAP/Dovecot: the folder's UID state and keywords ride on the first
             declared = "".join(f" {k}" for k in keywords).encode("utf-8", "surrogateescape")
             pieces.append(b"X-IMAPbase: %d %010d%s\n" % (uidvalidity, last_uid, declared))
         pieces.append(_metadata_lines(*meta))
-        if body and not body.endswith(b"\n"):
-            body += b"\n"
-            exact = False
-        exact = exact and (not header or header.endswith(b"\n"))
         pieces.append(body)
         length = sum(map(len, pieces))
         stored = frozenset(f for f in flags if f in _STORED_SYSTEM_FLAGS or not f.startswith("\\"))
