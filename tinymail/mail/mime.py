@@ -228,13 +228,17 @@ class _Scanner:
 
     def _end_header(self, node: _Node, header_end: int, body_start: int) -> None:
         node.header_end, node.body_start = header_end, body_start
-        node.info = header_values(self.raw, node.header_start, header_end, _WANTED)
-        ctype = node.info.get(b"content-type")
-        if ctype is None:
+        if header_end - node.header_start <= _SMALL_HEADER:
+            node.info, parsed = _small_header(self.raw[node.header_start : header_end])
+        else:
+            node.info = header_values(self.raw, node.header_start, header_end, _WANTED)
+            ctype = node.info.get(b"content-type")
+            parsed = None if ctype is None else parse_content_type(ctype)
+        if parsed is None:
             if node.in_digest:
                 node.ctype = ("message", "rfc822", ())
         else:
-            node.ctype = parse_content_type(ctype)
+            node.ctype = parsed
         limited = node.depth >= self.max_depth or len(self.nodes) >= self.max_parts
         kind, subtype, params = node.ctype
         if kind == "multipart" and (limited or not dict(params).get("boundary")):
@@ -292,6 +296,21 @@ def header_values(raw: bytes, start: int, end: int, names: frozenset[bytes]) -> 
         if len(found) == len(names):
             break
     return found
+
+
+_SMALL_HEADER = 512  # octets: a part's header block this short is looked up in the cache below
+
+
+@functools.lru_cache(maxsize=1024)
+def _small_header(block: bytes) -> tuple[dict[bytes, bytes], tuple[str, str, Params] | None]:
+    """The MIME fields of a short header block and its parsed Content-Type (None if absent).
+
+    Part headers repeat (`Content-Type: text/plain; charset=utf-8` and an encoding in
+    most mail): a cold FETCH of many messages parses each distinct one once. The dict
+    is shared between hits and never modified."""
+    info = header_values(block, 0, len(block), _WANTED)
+    ctype = info.get(b"content-type")
+    return info, None if ctype is None else parse_content_type(ctype)
 
 
 def header_block_end(raw: bytes) -> int:
