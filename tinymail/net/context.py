@@ -13,6 +13,7 @@ import trio
 from tinymail.config import Config
 from tinymail.delivery.local import LocalDelivery
 from tinymail.delivery.outbound import Outbound
+from tinymail.net.direct import MailboxWriter
 from tinymail.net.tls import TLSHolder
 from tinymail.queue.groupsync import GroupSync
 from tinymail.queue.runner import QueueRunner
@@ -55,6 +56,7 @@ class ServerState:
     group_sync: GroupSync
     outbound: Outbound
     shutting_down: trio.Event = field(default_factory=trio.Event)
+    mailbox_writer: MailboxWriter = field(default_factory=MailboxWriter)  # net/direct.py
     bound: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # service -> addresses
 
     def local_delivery(self) -> LocalDelivery:
@@ -118,10 +120,19 @@ class ServiceContext:
     def is_trusted(self, peer: tuple[str, int] | str) -> bool:
         """True when the peer is in [relay] trusted_networks."""
         host = peer[0] if isinstance(peer, tuple) else peer
-        try:
-            ip = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in networks(self.config.relay.trusted_networks))
+        return _in_networks(host, self.config.relay.trusted_networks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_networks(host: str, specs: tuple[str, ...]) -> bool:
+    """True when `host` (an address, maybe with a %zone) is in one of the networks `specs`.
+
+    Cached: asked on every connection, mostly for the same few clients.
+    """
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks(specs))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -24,6 +25,7 @@ from tinymail.net.abuse import AuthStatus, guard_of, plaintext_auth_allowed
 from tinymail.net.context import ServiceContext
 from tinymail.net.direct import deliver_direct
 from tinymail.net.tls import describe, start_server_tls
+from tinymail.net.wire import DirectSender
 from tinymail.proto.smtp import events as ev
 from tinymail.proto.smtp import replies
 from tinymail.proto.smtp.events import CLOSED, NEED_DATA
@@ -77,10 +79,7 @@ class SMTPSession:
         can_auth = tls_ok or ctx.implicit_tls or plaintext_ok
         self.conn = ServerConnection(
             hostname=cfg.hostname,
-            limits=Limits(
-                max_message_size=cfg.smtp.max_message_size,
-                max_recipients=cfg.smtp.max_recipients,
-            ),
+            limits=_limits(cfg.smtp.max_message_size, cfg.smtp.max_recipients),
             tls_available=tls_ok,
             tls_active=ctx.implicit_tls,
             # AUTH only over TLS, except from [auth] plaintext_networks (research 2.2 T5);
@@ -92,10 +91,13 @@ class SMTPSession:
         self.incoming: IncomingMessage | None = None
         self.write_error: OSError | None = None
         self._snapshot: LocalDelivery | None = None
+        self._resolved: dict[str, Resolution | None] = {}  # under _snapshot
+        # Replies on plain TCP skip trio's post-send yield (net/wire.py); last, as it owns an fd.
+        self._sender = DirectSender(stream) if isinstance(stream, trio.SocketStream) else None
 
     async def run(self) -> None:
         """The core/adapter loop of DESIGN.md."""
-        await self.stream.send_all(self.conn.greeting())
+        await self._send(self.conn.greeting())
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
@@ -116,8 +118,19 @@ class SMTPSession:
     async def _flush(self) -> None:
         out = self.conn.data_to_send()
         if out:
-            await self.stream.send_all(out)
+            await self._send(out)
             self.deadline = None  # a reply ends a request: the next one gets a fresh deadline
+
+    async def _send(self, data: bytes) -> None:
+        if self._sender is not None:
+            await self._sender.send_all(data)
+        else:
+            await self.stream.send_all(data)
+
+    def _close_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
 
     async def _receive(self) -> bytes:
         smtp_cfg = self.ctx.config.smtp
@@ -160,7 +173,12 @@ class SMTPSession:
         return self._snapshot
 
     def _resolve(self, address: str) -> Resolution | None:
-        return self._delivery().resolve(address)
+        """Resolve once per transaction: RCPT, the From: check and direct delivery share it."""
+        try:
+            return self._resolved[address]
+        except KeyError:
+            res = self._resolved[address] = self._delivery().resolve(address)
+            return res
 
     def _owners(self, address: str) -> tuple[str, ...]:
         """The mailbox owners a local address resolves to; () for a remote or unknown one."""
@@ -172,6 +190,7 @@ class SMTPSession:
 
     def _mail_from(self, address: str) -> Reply:
         self._snapshot = None  # a new transaction sees the current users and aliases
+        self._resolved.clear()
         login = self._login()
         owners = self._owners(address) if login is not None and address else ()
         reply = policy.sender_reply(address, login=login, owners=owners)
@@ -205,7 +224,11 @@ class SMTPSession:
         _, domain = split_address(address)
         local_domain = not domain or cfg.is_local_domain(domain)
         known = local_domain and self._resolve(address) is not None
-        may_relay = self.conn.authenticated_as is not None or self.ctx.is_trusted(self.peer)
+        # Relay rights only matter (and the trusted_networks look is only paid) off the
+        # local domains.
+        may_relay = not local_domain and (
+            self.conn.authenticated_as is not None or self.ctx.is_trusted(self.peer)
+        )
         reply = policy.recipient_reply(
             address, local_domain=local_domain, known_local=known, may_relay=may_relay
         )
@@ -241,7 +264,7 @@ class SMTPSession:
         text = (
             f"Received: from {helo} ([{self.peer[0]}]){tls}\n"
             f"\tby {self.ctx.config.hostname} (tinymail) with {proto} id {qid}{for_part};\n"
-            f"\t{formatdate(localtime=True)}\n"
+            f"\t{_date_now()}\n"
         )
         return text.encode("utf-8", "surrogateescape")
 
@@ -283,7 +306,7 @@ class SMTPSession:
         accepted = Reply(250, "2.0.0", f"Ok: queued as {envelope.qid}")
         content = incoming.memory_content()
         if content is not None:  # small message: try the mailboxes first (net/direct.py)
-            done = await deliver_direct(state, envelope, content, self._delivery())
+            done = await deliver_direct(state, envelope, content, self._delivery(), self._resolve)
             remaining = tuple(r for r in envelope.recipients if r not in done)
             if not remaining:
                 self._log_accepted(envelope)
@@ -326,6 +349,7 @@ class SMTPSession:
         if tls is None:  # the core only offers STARTTLS when we said it is available
             raise RuntimeError("STARTTLS without a TLS context")
         timeout = self.ctx.config.limits.tls_handshake_timeout
+        self._close_sender()  # from now on everything goes through the TLS stream
         ssl_stream = await start_server_tls(self.stream, tls, timeout)
         self.stream = ssl_stream
         self.tls_info = describe(ssl_stream)
@@ -345,9 +369,19 @@ class SMTPSession:
     async def cleanup(self) -> None:
         """Drop a half-received message and close the stream."""
         with trio.CancelScope(shield=True):
+            self._close_sender()
             await self._discard("connection closed")
+            if self.conn.ended_by_quit:
+                await self.stream.aclose()  # nothing unread: a plain close loses no reply
+                return
             with trio.move_on_after(1):
                 await _lingering_close(self.stream)
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(max_message_size: int, max_recipients: int) -> Limits:
+    """The core's limits for the configured values (built once, not per connection)."""
+    return Limits(max_message_size=max_message_size, max_recipients=max_recipients)
 
 
 async def _lingering_close(stream: trio.abc.Stream) -> None:
@@ -364,6 +398,18 @@ async def _lingering_close(stream: trio.abc.Stream) -> None:
                 if not await stream.receive_some(65536):
                     break
     await stream.aclose()
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The RFC 5322 date of this second, local time (formatted once per second)."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, localtime=True))
+    return _date_cache[1]
 
 
 def _io_error_reply(exc: OSError, qid: str) -> Reply:

@@ -22,14 +22,32 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-def write_file_synced(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_file_synced(path: Path | str, data: bytes, mode: int = 0o600) -> None:
     """Create `path` exclusively with `data`, fsynced; on any error remove it and re-raise."""
+    sync_and_close(create_written(path, data, mode), path)
+
+
+def create_written(path: Path | str, data: bytes, mode: int = 0o600) -> int:
+    """Create `path` exclusively and write `data`; return the open descriptor, not yet fsynced.
+
+    The caller must pass it to `sync_and_close`. On any error the file is removed.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
             view = view[written:]
+    except BaseException:
+        os.close(fd)
+        unlink_quietly(path)
+        raise
+    return fd
+
+
+def sync_and_close(fd: int, path: Path | str) -> None:
+    """fsync and close `fd`, the file at `path`; on any error remove the file and re-raise."""
+    try:
         os.fsync(fd)
     except BaseException:
         os.close(fd)

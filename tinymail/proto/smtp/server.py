@@ -121,6 +121,7 @@ class ServerConnection:
         self._phase = Phase.COMMAND
         self._pending: Decision | None = None
         self._eof = False
+        self._said_quit = False  # the session ended with QUIT's 221
         self._errors = 0
         self._auth_failures = 0
         self._sasl: sasl.ServerExchange | None = None
@@ -184,6 +185,15 @@ class ServerConnection:
     def closed(self) -> bool:
         """True once the session is over."""
         return self._phase is Phase.CLOSED
+
+    @property
+    def ended_by_quit(self) -> bool:
+        """True when the client said QUIT, got its 221 and sent nothing after it.
+
+        Such a client reads its reply and closes; the adapter may then simply close too,
+        with no unread input that could make the kernel answer with a reset.
+        """
+        return self._said_quit and not self._lines
 
     # --- The adapter's calls --------------------------------------------------------------
 
@@ -442,6 +452,7 @@ class ServerConnection:
         if argument:
             raise RemoteProtocolError(replies.syntax_error("Syntax: QUIT"))
         self._close_with(replies.BYE)  # RFC 5321 §4.1.1.10
+        self._said_quit = True
 
     def _vrfy(self, argument: str) -> None:
         if not argument.strip():
