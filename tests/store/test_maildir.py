@@ -147,3 +147,41 @@ def test_error_while_writing_leaves_nothing(
     for b in boxes:
         assert list((b / "new").iterdir()) == []
         assert list((b / "tmp").iterdir()) == []
+
+
+def test_deliver_many_delivers_each_message_on_its_own(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    [old] = maildir.deliver([b], b"old\n")  # b is now known to be complete...
+    old.unlink()
+    (b / "new").rmdir()  # ...but its new/ is gone: linking into it fails with ENOENT
+    results = maildir.deliver_many(
+        [([a], b"one\n"), ([a, b], b"two\n"), ([], b"x\n"), ([a], b"3\n")]
+    )
+    first, failed, empty, last = results
+    assert isinstance(first, list) and [p.read_bytes() for p in first] == [b"one\n"]
+    assert isinstance(failed, FileNotFoundError)
+    assert empty == []
+    assert isinstance(last, list) and [p.read_bytes() for p in last] == [b"3\n"]
+    assert sorted(p.read_bytes() for p in (a / "new").iterdir()) == [b"3\n", b"one\n"]
+    assert list((a / "tmp").iterdir()) == [] and list((b / "tmp").iterdir()) == []
+
+
+def test_deliver_many_fsyncs_every_file_before_linking_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order: list[str] = []
+    real_fsync, real_link = safeio.os.fsync, maildir.os.link
+
+    def fsync(fd: int) -> None:
+        order.append("fsync")
+        real_fsync(fd)
+
+    def link(src: str, dst: str) -> None:
+        order.append("link")
+        real_link(src, dst)
+
+    monkeypatch.setattr(safeio.os, "fsync", fsync)
+    monkeypatch.setattr(maildir.os, "link", link)
+    results = maildir.deliver_many([([tmp_path / "a"], b"1\n"), ([tmp_path / "b"], b"2\n")])
+    assert all(isinstance(r, list) and len(r) == 1 for r in results)
+    assert order == ["fsync", "fsync", "link", "link"]

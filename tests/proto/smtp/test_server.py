@@ -315,3 +315,24 @@ def test_reply_rendering() -> None:
     for bad in [(99, "", "x"), (250, "4.0.0", "x"), (250, "2.0", "x"), (250, "", "a\r\nb")]:
         with pytest.raises(ValueError):
             smtp.Reply(*bad)
+
+
+def test_ended_by_quit_only_after_a_clean_quit() -> None:
+    driver = ready()
+    assert not driver.conn.ended_by_quit
+    driver.say("NOOP")
+    assert not driver.conn.ended_by_quit
+    driver.say("QUIT")
+    assert driver.conn.ended_by_quit  # nothing unread: the adapter may simply close
+
+
+def test_input_pipelined_after_quit_asks_for_a_lingering_close() -> None:
+    driver = ready()
+    assert driver.feed(b"QUIT\r\nNOOP\r\n") == b"221 2.0.0 Bye\r\n"
+    assert driver.conn.closed and not driver.conn.ended_by_quit
+
+
+def test_closing_for_other_reasons_is_not_a_quit() -> None:
+    driver = ready()
+    driver.feed(b"GET / HTTP/1.1\r\n")
+    assert driver.conn.closed and not driver.conn.ended_by_quit
