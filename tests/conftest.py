@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,21 @@ nameservers = ["127.0.0.1:9"]   # nothing answers: no test query ever leaves the
 [transport]
 "example.net" = "smtp:[127.0.0.1]:9"   # refused at once: relayed test mail stays queued
 """
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """sendmail's config cache (quickconfig) goes to a temporary directory, not root's ~/.cache.
+
+    Set in os.environ so that every sendmail subprocess a test starts inherits it.
+    """
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture
