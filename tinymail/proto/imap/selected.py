@@ -16,8 +16,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Protocol, runtime_checkable
+from functools import lru_cache, partial
+from typing import Protocol, cast, runtime_checkable
 
 from tinymail.proto.imap import fetch, fetchdata
 from tinymail.proto.imap.search import Candidate, Key, matches, resolve_numbers
@@ -39,6 +39,13 @@ class KnownSize(Protocol):
     def known_size(self, uid: int) -> int:
         """RFC822.SIZE if known without any file access, else -1."""
         ...
+
+
+@lru_cache(maxsize=64)
+def _implements(cls: type, protocol: type) -> bool:
+    """issubclass against a runtime-checkable Protocol, remembered per class: the
+    Protocol check itself costs more than a small FETCH command."""
+    return issubclass(cls, protocol)
 
 
 class BadSequence(ValueError):
@@ -103,7 +110,9 @@ class Selection:
         else:
             return False
         box = self.mailbox
-        return isinstance(box, KnownSize) and 0 <= box.known_size(uid) <= limit
+        if not _implements(type(box), KnownSize):
+            return False
+        return 0 <= cast(KnownSize, box).known_size(uid) <= limit
 
     def updates(self, allow_expunge: bool) -> list[bytes]:
         """Untagged EXPUNGE / EXISTS / RECENT / FETCH for what changed since the last call."""
@@ -163,8 +172,9 @@ class Selection:
         if mark_seen and "FLAGS" not in items:
             items = [*items, "FLAGS"]
         box = self.mailbox
-        cache = box if isinstance(box, fetch.DerivedCache) else None
-        batch = box if isinstance(box, fetch.BatchCache) else None
+        cls = type(box)
+        cache = cast(fetch.DerivedCache, box) if _implements(cls, fetch.DerivedCache) else None
+        batch = cast(fetch.BatchCache, box) if _implements(cls, fetch.BatchCache) else None
         kinds = fetch.cached_kinds(items)
         for i in positions:
             uid = self.uids[i]
