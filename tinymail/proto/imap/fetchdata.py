@@ -121,14 +121,16 @@ def _address_list(value: bytes) -> list[Address]:
 
 def _envelope(raw: bytes, start: int, end: int) -> bytes:
     values = header_values(raw, start, end, _ENVELOPE_NAMES)
-    lists = {name: _address_list(values.get(name, b"")) for name in _ADDRESS_FIELDS}
+    # Each address field serialized once; absent ones are NIL without a parse.
+    wire = {
+        name: _addresses(_address_list(values[name])) if name in values else b"NIL"
+        for name in _ADDRESS_FIELDS
+    }
     # RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From value.
     for name in (b"sender", b"reply-to"):
-        if not lists[name]:
-            lists[name] = lists[b"from"]
-    out = [
-        _addresses(lists[n]) if n in lists else _nstring(values.get(n)) for n in _ENVELOPE_FIELDS
-    ]
+        if wire[name] == b"NIL":
+            wire[name] = wire[b"from"]
+    out = [wire[n] if n in wire else _nstring(values.get(n)) for n in _ENVELOPE_FIELDS]
     return b"(" + b" ".join(out) + b")"
 
 
