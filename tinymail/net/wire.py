@@ -31,6 +31,7 @@ class DirectSender:
         except BaseException:
             os.close(fd)
             raise
+        self._parked = False  # ever waited in trio on this descriptor
 
     async def send_all(self, data: bytes) -> None:
         """Send every byte of `data` (errors as trio's streams raise them)."""
@@ -39,6 +40,7 @@ class DirectSender:
             return
         view = memoryview(data)
         while sent < len(data):
+            self._parked = True
             await trio.lowlevel.wait_writable(self._sock)
             sent += self._send(view[sent:])
 
@@ -55,5 +57,6 @@ class DirectSender:
     def close(self) -> None:
         """Close the duplicate descriptor (the connection stays open until the stream closes)."""
         if self._sock.fileno() >= 0:
-            trio.lowlevel.notify_closing(self._sock)
+            if self._parked:  # trio knows the descriptor: make it forget it first
+                trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
