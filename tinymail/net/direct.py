@@ -14,8 +14,9 @@ waiting and handling them as a batch: write all, fsync all, link all
 wake all their sessions with one call into the event loop. Compared with a
 worker thread per message this is group commit for the file and the directory
 fsyncs alike, and two threads instead of sixteen taking turns at the GIL with
-the event loop between system calls (each system call hands the GIL over). The mbox store keeps the plain path: a
-worker thread per message and GroupSync for the directories.
+the event loop between system calls (each system call hands the GIL over).
+The mbox store keeps the plain path: a worker thread per message and GroupSync
+for the directories.
 """
 
 from __future__ import annotations
