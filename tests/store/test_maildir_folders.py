@@ -363,3 +363,19 @@ def test_derived_data_and_size_are_cached_per_message(store: MaildirStore) -> No
     assert [third.size(u) for u in uids] == sizes
     assert third.envelope(uids[0], lambda h: h[:10]) == msg(1)[:10]  # kinds are kept apart
     assert third.derived(uids[0], "B", compute) == expected[0]
+
+
+def test_quiet_hold_refuses_a_changed_folder_and_skips_rescans(tmp_path: Path) -> None:
+    """try_hold(quiet=True) holds only an unchanged, unheld folder; while held, sync reports
+    the last scan (the event loop never lists a directory), and the next sync catches up."""
+    store = MaildirStore(tmp_path)
+    deliver([tmp_path], b"Subject: 1\n\nx\n")
+    folder = store.open("INBOX")
+    folder.sync(claim_recent=False)
+    folder.sync(claim_recent=False)  # the first scan wrote the uidlist: settle the stamp
+    assert folder.try_hold(quiet=True)
+    deliver([tmp_path], b"Subject: 2\n\nx\n")
+    assert len(folder.sync(claim_recent=False).uids) == 1  # held: no rescan
+    folder.release_hold(quiet=True)
+    assert not folder.try_hold(quiet=True)  # new/ changed: a rescan is due
+    assert len(folder.sync(claim_recent=False).uids) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from tinymail.store import maildir, mbox
 from tinymail.store.layout import mailbox_path
 from tinymail.store.maildir_folders import MaildirStore
-from tinymail.store.maildrop import SessionLocks, open_maildrop
+from tinymail.store.maildrop import FolderBusy, SessionLocks, open_maildrop
 from tinymail.store.mbox_folder import MboxFolder
 
 OWNER = "bob@example.test"
@@ -75,3 +76,37 @@ def test_session_locks() -> None:
     assert locks.acquire("a") and not locks.acquire("a") and locks.acquire("b")
     locks.release("a")
     assert locks.acquire("a")
+
+
+def test_maildir_read_now_never_waits_for_another_thread(tmp_path: Path) -> None:
+    """The event loop's read gives up (FolderBusy) while an IMAP worker holds the folder."""
+    deliver(tmp_path, "maildir", MESSAGES[0])
+    drop = open_maildrop(tmp_path, OWNER, "maildir")
+    (uid,) = drop.listing().uids
+    assert drop.read_now(uid) == MESSAGES[0]
+    folder = MaildirStore(mailbox_path(tmp_path, OWNER)).open("INBOX")
+    held, done = threading.Event(), threading.Event()
+
+    def imap_worker() -> None:
+        assert folder.try_hold()
+        held.set()
+        done.wait(10)
+        folder.release_hold()
+
+    worker = threading.Thread(target=imap_worker)
+    worker.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(FolderBusy):
+            drop.read_now(uid)
+    finally:
+        done.set()
+        worker.join(10)
+    assert drop.read_now(uid) == MESSAGES[0]
+
+
+def test_mbox_read_now_needs_no_lock(tmp_path: Path) -> None:
+    deliver(tmp_path, "mbox", MESSAGES[0])
+    drop = open_maildrop(tmp_path, OWNER, "mbox")
+    (uid,) = drop.listing().uids
+    assert drop.read_now(uid) == MESSAGES[0]

@@ -4,8 +4,9 @@ Rules:
 - The core's next_event() may touch mailbox files, so after login it runs in
   a worker thread (DESIGN.md: blocking file work goes through trio.to_thread),
   one hop for everything buffered. A command the core calls light (LOGOUT, a
-  FETCH of one small message whose size is known) runs on the loop instead:
-  the hop costs several times the page-cached read it would move.
+  FETCH of one small message whose size is known, in a mailbox it can hold
+  without waiting) runs on the loop instead: the hop costs several times the
+  page-cached read it would move, and the loop never waits for a lock or a rescan.
 - IDLE (RFC 2177): while the client idles, a poll task asks the core for
   updates every IDLE_POLL seconds (a few stat() calls when nothing changed)
   and sends them; the receive is never cancelled, the poll task is.
@@ -173,9 +174,8 @@ class ImapSession:
         while True:
             if self.conn.state is State.NOT_AUTHENTICATED:
                 event = self.conn.next_event()  # no mailbox work before login
-            elif self.conn.next_is_light():
-                # One small command: a thread round trip would cost more than the work.
-                event = self.conn.next_event(one=True)
+            elif (light := self.conn.next_light_event()) is not None:
+                event = light  # one small command: a thread round trip costs more
             else:
                 event = await trio.to_thread.run_sync(self.conn.next_event)
             await self._flush()

@@ -4,7 +4,8 @@ Store calls (listing, expunging, reading large messages) block on files, so they
 threads, at most one thread hop per command (RETR reads and encodes in the same hop). A message
 of at most ``INLINE_READ`` octets is read and encoded on the event loop instead: that is one
 small read from the page cache (~20 us), where a thread hop costs 100-500 us on a busy host and
-was most of a RETR's time.
+was most of a RETR's time; when an IMAP worker holds the shared folder, the read goes to a
+thread too (FolderBusy), so the loop never waits for a lock.
 The maildrop lock is taken when the password is right and released when the session ends,
 however it ends; the login ``+OK`` is sent before the listing is built, which then happens
 before any later command is read (as Dovecot does); deletions only happen in the UPDATE state
@@ -22,7 +23,13 @@ from tinymail.net.context import ServiceContext
 from tinymail.proto import pop3
 from tinymail.proto.pop3 import content
 from tinymail.store.layout import mailbox_path
-from tinymail.store.maildrop import DropListing, Maildrop, SessionLocks, open_maildrop
+from tinymail.store.maildrop import (
+    DropListing,
+    FolderBusy,
+    Maildrop,
+    SessionLocks,
+    open_maildrop,
+)
 
 log = logging.getLogger("tinymail.pop3")
 
@@ -171,14 +178,16 @@ class POP3Session:
         assert drop is not None  # the core only asks after maildrop_listed
         uid, top_lines = event.uid, event.top_lines
 
-        def work() -> content.Encoded | None:
-            data = drop.read(uid)
+        def work(now: bool) -> content.Encoded | None:
+            data = drop.read_now(uid) if now else drop.read(uid)
             return None if data is None else content.encode(data, top_lines)
 
-        if self.sizes[event.number - 1] <= INLINE_READ:
-            encoded = work()
-        else:
-            encoded = await trio.to_thread.run_sync(work)
+        try:
+            if self.sizes[event.number - 1] > INLINE_READ:
+                raise FolderBusy  # a big read would hold up every session
+            encoded = work(True)
+        except FolderBusy:
+            encoded = await trio.to_thread.run_sync(work, False)
         if encoded is None:
             self.conn.message_missing()
             return

@@ -62,6 +62,7 @@ class MaildirIndex:
         self._uidlist_path = os.path.join(path, ul.UIDLIST)
         self._keywords_path = os.path.join(path, mn.KEYWORDS_FILE)
         self._waiting: list[int] = []  # UIDs still in new/: not yet anyone's \Recent
+        self._quiet_holds = 0  # try_hold(quiet=True) depth of the lock's holder
 
     # -- scanning -------------------------------------------------------------------------
 
@@ -115,7 +116,35 @@ class MaildirIndex:
             self._pruned(set(listing))
         return listing
 
+    def try_hold(self, quiet: bool = False) -> bool:
+        """Hold the folder for the calling thread only if no other thread holds it, so the
+        event loop can run a small read without ever waiting; pair with release_hold.
+
+        With `quiet`, also only if nothing changed on disk since the last scan; while such
+        a hold lasts, a sync reports the last scan (no listing, no dotlock: the next command
+        rescans), so a whole small IMAP command never blocks."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        if quiet:
+            try:
+                unchanged = bool(self._stamp) and self._stat_stamp() == self._stamp
+            except MailboxError:
+                unchanged = False
+            if not unchanged:
+                self._lock.release()
+                return False
+            self._quiet_holds += 1
+        return True
+
+    def release_hold(self, quiet: bool = False) -> None:
+        """End a successful try_hold (with the same `quiet`)."""
+        if quiet:
+            self._quiet_holds -= 1
+        self._lock.release()
+
     def _rescan(self, force: bool = False) -> None:
+        if self._quiet_holds and not force:
+            return  # held by the event loop (try_hold): the next command rescans
         stamp = self._stat_stamp()
         if stamp == self._stamp and not force:
             return

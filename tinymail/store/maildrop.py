@@ -41,6 +41,10 @@ SEEN = frozenset({"\\Seen"})
 SIZE_CACHE_FOLDERS = 64
 
 
+class FolderBusy(Exception):
+    """``read_now`` would have to wait for another thread: read in a worker instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class DropListing:
     """The messages of the INBOX, oldest first: parallel lists of UIDs and CRLF sizes."""
@@ -59,6 +63,10 @@ class Maildrop(Protocol):
 
     def read(self, uid: int) -> bytes | None:
         """The stored message (LF line ends); None when another session removed it."""
+        ...
+
+    def read_now(self, uid: int) -> bytes | None:
+        """``read`` for the event loop: never waits for another thread (FolderBusy)."""
         ...
 
     def update(self, seen: Sequence[int], deleted: Sequence[int]) -> None:
@@ -101,6 +109,15 @@ class MaildirDrop:
         except MailboxError:
             return None
 
+    def read_now(self, uid: int) -> bytes | None:
+        """See ``Maildrop.read_now``: the shared folder may be busy in an IMAP worker."""
+        if not self._folder.try_hold():
+            raise FolderBusy
+        try:
+            return self.read(uid)
+        finally:
+            self._folder.release_hold()
+
     def update(self, seen: Sequence[int], deleted: Sequence[int]) -> None:
         """See ``Maildrop.update``."""
         if seen:
@@ -129,6 +146,10 @@ class MboxDrop:
         if snap is None or entry is None:
             return None
         return message_bytes(snap.data, entry)
+
+    def read_now(self, uid: int) -> bytes | None:
+        """See ``Maildrop.read_now``: the snapshot needs no lock."""
+        return self.read(uid)
 
     def update(self, seen: Sequence[int], deleted: Sequence[int]) -> None:
         """See ``Maildrop.update``: one rewrite of the file, none when nothing changes."""

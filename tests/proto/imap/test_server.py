@@ -1,6 +1,7 @@
 """The IMAP core driven directly (no sockets) over a real Maildir in tmp_path."""
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -321,32 +322,66 @@ def test_light_commands_run_one_at_a_time(store: MaildirStore) -> None:
     deliver([store.root], b"Subject: big\n\n" + b"x" * 200_000 + b"\n")
     d = logged_in(store)
     d.conn.receive_data(b"n NOOP\r\n")
-    assert not d.conn.next_is_light()  # may rescan the folder: stays in the worker
+    assert d.conn.next_light_event() is None  # may rescan the folder: stays in the worker
     d.send(b"")
     d.send(b"s SELECT INBOX\r\n")  # delivered names carry ,W=: sizes known without a read
-    for line, light in (
-        (b"f UID FETCH 1 BODY.PEEK[]", True),
-        (b"f FETCH 1 (FLAGS BODY.PEEK[HEADER])", True),
-        (b"f FETCH 2 BODY.PEEK[]", False),  # too big for the event loop
-        (b"f FETCH 3 BODY.PEEK[]", False),  # no such message: the worker answers BAD
-        (b"f UID FETCH 7 BODY.PEEK[]", False),
-        (b"f FETCH 1:2 FLAGS", False),
-        (b"f FETCH 1 {5}", False),
-        (b"x LOGOUT", True),
+    d.send(b"n NOOP\r\n")  # SELECT wrote the uidlist: the first sync after it rescans
+    for line in (
+        b"f FETCH 2 BODY.PEEK[]",  # too big for the event loop
+        b"f FETCH 3 BODY.PEEK[]",  # no such message: the worker answers BAD
+        b"f UID FETCH 7 BODY.PEEK[]",
+        b"f FETCH 1:2 FLAGS",
+        b"f FETCH 1 {5}",
     ):
         d.conn.receive_data(line + b"\r\n")
-        assert d.conn.next_is_light() is light, line
+        assert d.conn.next_light_event() is None, line
+        assert d.conn.reader.peek_line() == line  # nothing was consumed
         d.conn.reader.clear()
     chunks: list[bytes] = []
     d.conn.output_sink = chunks.append
     d.conn.receive_data(b"f UID FETCH 1 BODY.PEEK[]\r\ng NOOP\r\n")
-    assert d.conn.next_event(one=True) is Signal.MORE  # one command, the NOOP still waits
+    assert d.conn.next_light_event() is Signal.MORE  # one command, the NOOP still waits
     out = d.conn.data_to_send()
     assert b"Hello world" in out and out.endswith(b"f OK FETCH completed\r\n") and not chunks
     assert d.conn.output_sink is not None  # restored for the worker thread
     assert b"g OK" in d.send(b"")
-    d.conn.receive_data(b"h UID FETCH 1 FLAGS\r\n")
-    assert d.conn.next_event(one=True) is Signal.NEED_DATA
+    d.conn.receive_data(b"h FETCH 1 (FLAGS BODY.PEEK[HEADER])\r\n")
+    assert d.conn.next_light_event() is Signal.NEED_DATA
     d.conn.receive_data(b"x LOGOUT\r\n")
-    assert d.conn.next_event(one=True) is Signal.CLOSED
+    assert d.conn.next_light_event() is Signal.CLOSED
     assert b"* BYE" in d.conn.data_to_send()
+
+
+def test_light_fetch_never_waits_for_the_folder(store: MaildirStore) -> None:
+    """The event loop runs a small FETCH only when it can hold the folder at once: not while
+    another thread holds it, not when the folder changed on disk (that needs a rescan)."""
+    deliver([store.root], MSG)
+    d = logged_in(store)
+    d.send(b"s SELECT INBOX\r\nn NOOP\r\n")
+    folder = store.open("INBOX")
+    fetch = b"f UID FETCH 1 BODY.PEEK[]\r\n"
+    held = threading.Event()
+    done = threading.Event()
+
+    def other_session() -> None:
+        assert folder.try_hold()
+        held.set()
+        done.wait(10)
+        folder.release_hold()
+
+    worker = threading.Thread(target=other_session)
+    worker.start()
+    try:
+        assert held.wait(10)
+        d.conn.receive_data(fetch)
+        assert d.conn.next_light_event() is None  # would wait: left to a worker thread
+    finally:
+        done.set()
+        worker.join(10)
+    assert d.conn.next_light_event() is Signal.NEED_DATA  # free again: runs on the loop
+    assert b"Hello world" in d.conn.data_to_send()
+    deliver([store.root], MSG)  # new/ changed: the next sync must list the folder
+    d.conn.receive_data(fetch)
+    assert d.conn.next_light_event() is None
+    out = d.send(b"")
+    assert b"* 2 EXISTS" in out and b"Hello world" in out

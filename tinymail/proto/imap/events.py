@@ -20,7 +20,7 @@ class Signal(enum.Enum):
 
     NEED_DATA = enum.auto()
     CLOSED = enum.auto()
-    MORE = enum.auto()  # next_event(one=True) handled one command: call next_event again
+    MORE = enum.auto()  # next_light_event handled one command: input is left
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,19 @@ class KnownSize(Protocol):
         ...
 
 
+@runtime_checkable
+class Holdable(Protocol):
+    """A mailbox the event loop can hold without waiting (MaildirIndex.try_hold)."""
+
+    def try_hold(self, quiet: bool = False) -> bool:
+        """Hold for the calling thread if that needs no waiting (`quiet`: and no rescan)."""
+        ...
+
+    def release_hold(self, quiet: bool = False) -> None:
+        """End a successful try_hold."""
+        ...
+
+
 @lru_cache(maxsize=64)
 def _implements(cls: type, protocol: type) -> bool:
     """issubclass against a runtime-checkable Protocol, remembered per class: the
@@ -98,9 +111,11 @@ class Selection:
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else 0
 
-    def is_small(self, number: int, by_uid: bool, limit: int) -> bool:
-        """True when message `number` (a UID or sequence number) exists and the store knows,
-        without reading anything, that it has at most `limit` octets."""
+    def hold_if_small(self, number: int, by_uid: bool, limit: int) -> bool:
+        """Hold the mailbox (Holdable, quiet) and return True when message `number` (a UID
+        or sequence number) exists, the store knows without reading anything that it has
+        at most `limit` octets, and holding needed no waiting; False holds nothing.
+        A True must be followed by release() once the command is done."""
         if by_uid:
             if not self.seq_of(number):
                 return False
@@ -110,9 +125,18 @@ class Selection:
         else:
             return False
         box = self.mailbox
-        if not _implements(type(box), KnownSize):
+        if not (_implements(type(box), KnownSize) and _implements(type(box), Holdable)):
             return False
-        return 0 <= cast(KnownSize, box).known_size(uid) <= limit
+        if not cast(Holdable, box).try_hold(quiet=True):
+            return False
+        if 0 <= cast(KnownSize, box).known_size(uid) <= limit:
+            return True
+        self.release()
+        return False
+
+    def release(self) -> None:
+        """End the hold taken by a successful hold_if_small."""
+        cast(Holdable, self.mailbox).release_hold(quiet=True)
 
     def updates(self, allow_expunge: bool) -> list[bytes]:
         """Untagged EXPUNGE / EXISTS / RECENT / FETCH for what changed since the last call."""

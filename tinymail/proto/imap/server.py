@@ -150,45 +150,61 @@ class ServerConnection:
         if self.idle_tag is not None:
             self.send_updates(allow_expunge=True)
 
-    def next_is_light(self) -> bool:
-        """True when the next buffered command is one that touches no mailbox file beyond
-        a few stat() calls and one small, already sized message: LOGOUT, or a FETCH of
-        one message of at most LIGHT_MESSAGE octets. The adapter may run such a command
-        on its event loop rather than pay a worker-thread round trip (which costs more than
-        the command itself); everything else stays off the loop."""
-        if self.state is State.NOT_AUTHENTICATED or self._sasl is not None or self.idle_tag:
-            return False
-        line = self.reader.peek_line()
-        if line is None or line.endswith(b"}"):
-            return False
-        words = line.split(b" ", 4)
-        name = words[1].upper() if len(words) > 1 else b""
-        if name == b"LOGOUT":
-            return len(words) == 2
-        by_uid = name == b"UID"
-        if by_uid:
-            words = words[1:]
-            name = words[1].upper() if len(words) > 1 else b""
-        if name != b"FETCH" or len(words) < 4 or not words[2].isdigit():
-            return False
-        selection = self.selection
-        if self.state is not State.SELECTED or selection is None:
-            return False
-        return selection.is_small(int(words[2]), by_uid, LIGHT_MESSAGE)
+    def next_light_event(self) -> Event | None:
+        """Process the next command now if it is light, else return None (nothing read).
 
-    def next_event(self, one: bool = False) -> Event:
-        """Process buffered input until an event needs the adapter.
-
-        With `one` (see next_is_light), return after one command: Signal.MORE when input
-        is left, else what the next round would surely give; all output stays queued for
-        data_to_send (the output sink is for worker threads)."""
-        if not one:
-            return self._next_event(False)
+        Light: LOGOUT, or a FETCH of one message of at most LIGHT_MESSAGE octets whose size
+        the store knows, in a mailbox the calling thread can hold without waiting (no other
+        thread in it, nothing changed on disk since its last scan: Selection.hold_if_small).
+        The adapter runs such a command on its event loop, where a worker-thread round trip
+        would cost more than the command; everything else goes to next_event in a worker.
+        Returns after that one command: Signal.MORE when input is left, else what the next
+        round would surely give; all output stays queued for data_to_send (the output sink
+        is for worker threads)."""
+        held = None
+        if not self._next_is_logout():
+            held = self._hold_for_light_fetch()
+            if held is None:
+                return None
         sink, self.output_sink = self.output_sink, None
         try:
             return self._next_event(True)
         finally:
             self.output_sink = sink
+            if held is not None:
+                held.release()
+
+    def _light_words(self) -> list[bytes] | None:
+        if self.state is State.NOT_AUTHENTICATED or self._sasl is not None or self.idle_tag:
+            return None
+        line = self.reader.peek_line()
+        if line is None or line.endswith(b"}"):
+            return None
+        return line.split(b" ", 4)
+
+    def _next_is_logout(self) -> bool:
+        words = self._light_words()
+        return words is not None and len(words) == 2 and words[1].upper() == b"LOGOUT"
+
+    def _hold_for_light_fetch(self) -> Selection | None:
+        words = self._light_words()
+        if words is None:
+            return None
+        name = words[1].upper() if len(words) > 1 else b""
+        by_uid = name == b"UID"
+        if by_uid:
+            words = words[1:]
+            name = words[1].upper() if len(words) > 1 else b""
+        if name != b"FETCH" or len(words) < 4 or not words[2].isdigit():
+            return None
+        selection = self.selection
+        if self.state is not State.SELECTED or selection is None:
+            return None
+        return selection if selection.hold_if_small(int(words[2]), by_uid, LIGHT_MESSAGE) else None
+
+    def next_event(self) -> Event:
+        """Process buffered input until an event needs the adapter."""
+        return self._next_event(False)
 
     def _next_event(self, one: bool) -> Event:
         while True:
