@@ -13,6 +13,7 @@ from tinymail import sendmail
 from tinymail.config import load_config
 from tinymail.queue.model import QueueItem
 from tinymail.queue.spool import Spool, read_content
+from tinymail.quickconfig import SendmailConfig
 from tinymail.sendmail_smtp import serve_stdio
 
 # The embedded default makes the host name a local domain; so does this config.
@@ -222,3 +223,30 @@ def test_missing_queue_subdirectories_are_created(conf: Path) -> None:
     assert send(conf, ["root"], b"y\n") == 0
     [item] = queued(conf)
     assert read_content(item).endswith(b"\ny\n")
+
+
+@pytest.mark.parametrize(
+    ("users", "aliases", "rcpt", "known"),
+    [
+        ("carol@example.test:{PLAIN}x\n", "", "carol@example.test", True),
+        ("carol@example.test:{PLAIN}x\n", "", "Carol@Example.TEST", True),
+        ("carol@example.test:{PLAIN}x\n", "", "dave@example.test", False),
+        # an alias of the same name wins over the user: the resolver decides (here: nobody)
+        ("carol@example.test:{PLAIN}x\n", "carol: nobody-here\n", "carol@example.test", False),
+        ("carol@example.test:{PLAIN}x\n", "carol@example.test: x\n", "carol@example.test", False),
+        ("carol@example.test:{PLAIN}x\n", "ops: carol\n", "ops@example.test", True),
+        ("# carol@example.test:{PLAIN}x\n", "", "carol@example.test", False),
+    ],
+)
+def test_local_recipient_check_matches_the_resolver(
+    conf: Path, users: str, aliases: str, rcpt: str, known: bool
+) -> None:
+    """The users-file scan (no resolver imports) only ever answers what the resolver would."""
+    cfg = load_config(conf)
+    cfg.users_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.users_file.write_text(users)
+    cfg.aliases_file.write_text(aliases)
+    light = SendmailConfig.from_config(cfg)
+    listed = sendmail._Listed(light)
+    assert listed.plain_user(rcpt) <= known  # the scan never claims more than the resolver
+    assert (sendmail.unknown_local_recipient(light, [rcpt]) is None) is known

@@ -101,3 +101,19 @@ def test_exit_now_flushes_and_keeps_atexit_callbacks(hook: str) -> None:
     assert proc.stderr == b"note"
     expected = {"none": b"queued", "atexit": b"queuedatexit ran\n", "no-stdout": b""}
     assert proc.stdout == expected[hook]
+
+
+def test_a_virtual_user_recipient_needs_no_resolver(
+    make_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Mail to a user of the users file (not a system account) stays on the light path."""
+    conf = make_config()
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "users").write_text("carol@example.test:{PLAIN}x\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    new_modules(conf, cache, "carol@example.test")
+    modules = new_modules(conf, cache, "carol@example.test")
+    assert not {"tinymail.delivery.resolve", "tinymail.store.users"} & set(modules)
+    assert not HEAVY & {m.split(".")[0] for m in modules}
