@@ -20,6 +20,7 @@ from pathlib import Path
 
 import trio
 
+from tinymail import heap
 from tinymail import log as logsetup
 from tinymail.abuse import Admission
 from tinymail.config import Config, ConfigError, load_config, parse_listen
@@ -68,6 +69,7 @@ BUSY = {
 def serve_forever(cfg: Config) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status."""
     logsetup.setup()
+    heap.return_big_buffers()  # scrypt's 16 MiB per login must not stay resident
     check_root_policy(cfg)  # before binding anything
     trio.run(partial(serve, cfg, drop_root=True))
     return 0
