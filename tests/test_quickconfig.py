@@ -170,6 +170,7 @@ def test_a_racy_config_is_not_cached(
     config_path: Path, loads: list[str], monkeypatch: pytest.MonkeyPatch, cache_home: Path
 ) -> None:
     monkeypatch.setattr(quickconfig, "RACY_WINDOW", 3600.0)
+    monkeypatch.setattr(quickconfig, "RACY_WINDOW_FINE", 3600.0)
     quickconfig.load(str(config_path))
     quickconfig.load(str(config_path))
     assert len(loads) == 2
@@ -249,3 +250,16 @@ def test_two_installs_keep_their_own_entries(
     make_config("[smtp]\nmax_message_size = 2048\n")
     quickconfig.load(str(config_path))
     assert len(quickconfig._read_entries()) == 2
+
+
+def test_a_fine_grained_config_is_cached_after_a_few_clock_ticks(
+    config_path: Path, loads: list[str], monkeypatch: pytest.MonkeyPatch, cache_home: Path
+) -> None:
+    """Sub-second timestamps: RACY_WINDOW_FINE, not the whole-second RACY_WINDOW, applies."""
+    monkeypatch.setattr(quickconfig, "RACY_WINDOW", 3600.0)
+    if os.stat(config_path).st_ctime_ns % 1_000_000_000 == 0:
+        pytest.skip("this file system keeps whole-second timestamps")
+    time.sleep(quickconfig.RACY_WINDOW_FINE * 2)
+    quickconfig.load(str(config_path))
+    quickconfig.load(str(config_path))
+    assert len(loads) == 1

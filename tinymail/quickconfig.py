@@ -13,9 +13,9 @@ Theory (bench/sendmail_latency.py, issue 3 "Fast and light"):
   mtime and ctime, the tinymail code and the Python version. It is trusted only when the
   caller owns it and its directory and neither is writable by anyone else (opened relative to
   the checked directory, no symlinks), and written only for a file whose last change is older
-  than RACY_WINDOW, so a change in the same timestamp tick as the cached one cannot go unseen
-  (git's "racy clean" rule). A stale, unreadable, foreign or corrupt cache is ignored and
-  replaced.
+  than RACY_WINDOW (RACY_WINDOW_FINE where timestamps have sub-second parts), so a change in
+  the same timestamp tick as the cached one cannot go unseen (git's "racy clean" rule). A
+  stale, unreadable, foreign or corrupt cache is ignored and replaced.
 - Only configs whose values cannot depend on the environment are cached: `hostname` given and
   `data_dir` absolute (else the host's name, $HOME or the working directory would be keys too).
 """
@@ -38,6 +38,9 @@ CacheKey = tuple[str | int | tuple[int, ...], ...]  # marshal-able: path, stat f
 CacheValues = tuple[str | int | tuple[str, ...], ...]  # SendmailConfig's, in __slots__ order
 MAX_ENTRIES = 8  # e.g. the zipapp and a pip install, used alike, each keep their entry
 RACY_WINDOW = 2.0  # seconds: a coarser file-system clock than any Linux one (ext3: 1 s)
+# Where timestamps have sub-second parts (ext4, xfs, btrfs, tmpfs), the kernel stamps files
+# from a clock that ticks every jiffy (at most 10 ms): a window of a few ticks is enough.
+RACY_WINDOW_FINE = 0.05
 _FORMAT = b"tinymail-sendmail-config-2"
 
 
@@ -180,7 +183,9 @@ def load(cli_path: str | None) -> SendmailConfig:
     cached = read_cache(key)
     if cached is not None:
         return cached
-    cfg = _load_full(path, key if time.time_ns() - st.st_ctime_ns > RACY_WINDOW * 1e9 else None)
+    fine = st.st_ctime_ns % 1_000_000_000 != 0  # else maybe a whole-second file system
+    window = min(RACY_WINDOW, RACY_WINDOW_FINE) if fine else RACY_WINDOW
+    cfg = _load_full(path, key if time.time_ns() - st.st_ctime_ns > window * 1e9 else None)
     return cfg
 
 
