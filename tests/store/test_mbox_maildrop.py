@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.holding import held_by_another_thread
 from tinymail.store import maildir, mbox
 from tinymail.store.layout import mailbox_path
 from tinymail.store.maildir_folders import MaildirStore
@@ -85,23 +85,8 @@ def test_maildir_read_now_never_waits_for_another_thread(tmp_path: Path) -> None
     (uid,) = drop.listing().uids
     assert drop.read_now(uid) == MESSAGES[0]
     folder = MaildirStore(mailbox_path(tmp_path, OWNER)).open("INBOX")
-    held, done = threading.Event(), threading.Event()
-
-    def imap_worker() -> None:
-        assert folder.try_hold()
-        held.set()
-        done.wait(10)
-        folder.release_hold()
-
-    worker = threading.Thread(target=imap_worker)
-    worker.start()
-    try:
-        assert held.wait(10)
-        with pytest.raises(FolderBusy):
-            drop.read_now(uid)
-    finally:
-        done.set()
-        worker.join(10)
+    with held_by_another_thread(folder), pytest.raises(FolderBusy):
+        drop.read_now(uid)
     assert drop.read_now(uid) == MESSAGES[0]
 
 

@@ -1,13 +1,13 @@
 """The IMAP core driven directly (no sockets) over a real Maildir in tmp_path."""
 
 import re
-import threading
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.holding import held_by_another_thread
 from tinymail.proto.imap.events import (
     AuthRequest,
     CompressRequest,
@@ -360,24 +360,9 @@ def test_light_fetch_never_waits_for_the_folder(store: MaildirStore) -> None:
     d.send(b"s SELECT INBOX\r\nn NOOP\r\n")
     folder = store.open("INBOX")
     fetch = b"f UID FETCH 1 BODY.PEEK[]\r\n"
-    held = threading.Event()
-    done = threading.Event()
-
-    def other_session() -> None:
-        assert folder.try_hold()
-        held.set()
-        done.wait(10)
-        folder.release_hold()
-
-    worker = threading.Thread(target=other_session)
-    worker.start()
-    try:
-        assert held.wait(10)
+    with held_by_another_thread(folder):
         d.conn.receive_data(fetch)
         assert d.conn.next_light_event() is None  # would wait: left to a worker thread
-    finally:
-        done.set()
-        worker.join(10)
     assert d.conn.next_light_event() is Signal.NEED_DATA  # free again: runs on the loop
     assert b"Hello world" in d.conn.data_to_send()
     deliver([store.root], MSG)  # new/ changed: the next sync must list the folder
