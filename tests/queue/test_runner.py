@@ -12,6 +12,7 @@ import trio
 
 from tinymail.delivery.courier import Outcome, Status
 from tinymail.delivery.local import LocalDelivery
+from tinymail.proto.control import QueueAction
 from tinymail.queue.groupsync import GroupSync
 from tinymail.queue.model import QueueItem, RcptStatus
 from tinymail.queue.runner import QueueRunner, _Batched
@@ -195,6 +196,41 @@ async def test_small_remote_messages_are_handed_over_in_memory(
     )
     assert runner.spool.scan() == []
     assert len(list((tmp_path / "mail" / "alice@example.test" / "new").iterdir())) == 1
+
+
+async def test_a_sessions_preload_is_the_first_attempt_of_a_remote_only_message(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    remote = RecordingRemote()
+    runner = make_runner(tmp_path, remote=remote)
+    await nursery.start(runner.run)
+    body = b"Subject: x\n\nhi\n"
+    only_remote = runner.spool.enqueue("bob@example.test", ("carol@example.net",), body)
+    both = ("alice@example.test", "dan@example.net")
+    mixed = runner.spool.enqueue("bob@example.test", both, body)
+    # Copies, so `is` tells the preloaded object from a read of the spool.
+    preloads = {env.qid: bytes(bytearray(body)) for env in (only_remote, mixed)}
+    runner.notify(only_remote.qid, preload=(only_remote, preloads[only_remote.qid]))
+    runner.notify(mixed.qid, preload=(mixed, preloads[mixed.qid]))
+    await settle(runner)
+    handed = {qid: content for qid, _, content in remote.calls}
+    assert handed[only_remote.qid] is preloads[only_remote.qid]
+    # A local recipient needs the loading hop: the preload is dropped, the spool read.
+    assert handed[mixed.qid] == body and handed[mixed.qid] is not preloads[mixed.qid]
+    assert len(list((tmp_path / "mail" / "alice@example.test" / "new").iterdir())) == 1
+    assert runner.spool.scan() == []
+
+
+async def test_an_admin_change_drops_the_preload(tmp_path: Path, nursery: trio.Nursery) -> None:
+    remote = RecordingRemote()
+    runner = make_runner(tmp_path, remote=remote)
+    env = runner.spool.enqueue("bob@example.test", ("carol@example.net",), b"Subject: x\n\nhi\n")
+    runner.notify(env.qid, preload=(env, b"Subject: x\n\nhi\n"))
+    await runner.change(env.qid, QueueAction.HOLD)
+    await nursery.start(runner.run)
+    await settle(runner)
+    assert remote.calls == []
+    assert runner.spool.scan() == [env.qid]
 
 
 async def test_batched_work_shares_thread_hops_and_returns_after_each_item() -> None:

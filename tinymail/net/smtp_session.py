@@ -322,7 +322,8 @@ class SMTPSession:
             await trio.to_thread.run_sync(incoming.spool.remove, incoming.qid)
             return _io_error_reply(exc, incoming.qid)
         self._log_accepted(envelope)
-        state.runner.notify(envelope.qid)
+        # The runner's first attempt takes envelope and content from here, not the spool.
+        state.runner.notify(envelope.qid, preload=(envelope, content))
         return accepted
 
     def _log_accepted(self, envelope: Envelope) -> None:

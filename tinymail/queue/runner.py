@@ -14,6 +14,10 @@ Theory:
   goes out from memory (no more file I/O for it). Finished messages leave the
   spool in batches: removals requested while one batch is in its thread go
   together in the next (a message stays busy until its files are gone).
+- An SMTP session that just queued a message still holds its envelope (and the
+  content of a small one): it hands them over with the notify, and a first
+  attempt for remote recipients only then skips the loading hop. An admin
+  change drops the preload, so a changed or held message is read from the spool.
 - Outcomes land in the state file before anything else happens, so a crash
   repeats a delivery (at-least-once) and never loses one. A message leaves the
   spool only when every recipient is sent or failed-and-bounced, or when an
@@ -47,13 +51,16 @@ from tinymail.proto.control import QueueAction
 from tinymail.queue.bounce import queue_dsn
 from tinymail.queue.groupsync import GroupSync
 from tinymail.queue.mailq import change
-from tinymail.queue.model import QueueItem, QueueState, RcptStatus, Recipient
+from tinymail.queue.model import Envelope, QueueItem, QueueState, RcptStatus, Recipient
 from tinymail.queue.schedule import Action, RetryPolicy, plan_retry
 from tinymail.queue.spool import CorruptQueueFile, Spool, read_content
 
 log = logging.getLogger("tinymail.queue")
 
 INLINE_CONTENT = 256 * 1024  # remote messages up to this size are sent from memory
+# Preloads waiting for their attempt; past this (a backlog) further ones read the spool, so a
+# burst of arrivals cannot pin its contents in memory.
+PRELOAD_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +115,23 @@ class QueueRunner:
         self._busy: dict[str, trio.Event] = {}  # qid -> set when its attempt ends
         self._fenced: dict[str, int] = {}  # qid -> admin changes waiting for or applying
         self._again: dict[str, bool] = {}
+        self._preloads: dict[str, tuple[Envelope, bytes | None]] = {}
         self.idle = trio.Event()
 
-    def notify(self, qid: str, *, force: bool = False) -> None:
-        """A message was queued (or must be retried now with force=True)."""
+    def notify(
+        self,
+        qid: str,
+        *,
+        force: bool = False,
+        preload: tuple[Envelope, bytes | None] | None = None,
+    ) -> None:
+        """A message was queued (or must be retried now with force=True).
+
+        `preload` is the envelope just committed and its content (None when not in memory),
+        for the first attempt; see the module docstring.
+        """
+        if preload is not None and len(self._preloads) < PRELOAD_MAX:
+            self._preloads[qid] = preload
         self._send.send_nowait((qid, force))
 
     async def flush(self) -> None:
@@ -127,6 +147,7 @@ class QueueRunner:
         which includes a message whose attempt in flight finished delivering it.
         """
         self._fenced[qid] = self._fenced.get(qid, 0) + 1
+        self._preloads.pop(qid, None)  # the next attempt must see the changed spool
         try:
             while (running := self._busy.get(qid)) is not None:
                 await running.wait()
@@ -193,6 +214,12 @@ class QueueRunner:
 
     async def _process(self, qid: str, force: bool) -> None:
         now = time.time()
+        preloaded = self._from_preload(qid)
+        if preloaded is not None:
+            item, content = preloaded
+            remote = [r.address for r in item.state.pending]
+            await self._record(item, await self._deliver_remote(item, remote, content), now)
+            return
 
         def load() -> _Loaded:
             # One thread hop for the common case (see the module docstring). LocalDelivery
@@ -227,15 +254,33 @@ class QueueRunner:
         if result.dirs_to_sync:
             await self._sync_mailboxes(result)
         outcomes = dict(result.outcomes)
-        if remote and self._remote is not None:
-            outcomes.update(await self._remote.deliver(item, remote, loaded.content))
-        elif remote:
-            waiting = Outcome(Status.TEMP, "4.4.0", "outbound delivery is not available yet")
-            outcomes.update(dict.fromkeys(remote, waiting))
+        if remote:
+            outcomes.update(await self._deliver_remote(item, remote, loaded.content))
         for rcpt, targets in result.forwards.items():
             if outcomes[rcpt].status is Status.OK:
                 await self._forward(item, rcpt, targets)
         await self._record(item, outcomes, now)
+
+    def _from_preload(self, qid: str) -> tuple[QueueItem, bytes | None] | None:
+        """The first attempt's item and content from a session's preload, if it has one and
+        every recipient is remote (local ones need the loading hop's LocalDelivery)."""
+        preload = self._preloads.pop(qid, None)
+        if preload is None:
+            return None
+        envelope, content = preload
+        if any(self._is_local(r) for r in envelope.recipients):
+            return None
+        # What the spool holds right after the commit: the file, and no state file yet.
+        item = QueueItem(envelope, QueueState.initial(envelope), str(self.spool.active / qid))
+        return item, content if envelope.size <= INLINE_CONTENT else None
+
+    async def _deliver_remote(
+        self, item: QueueItem, remote: list[str], content: bytes | None
+    ) -> dict[str, Outcome]:
+        if self._remote is None:
+            waiting = Outcome(Status.TEMP, "4.4.0", "outbound delivery is not available yet")
+            return dict.fromkeys(remote, waiting)
+        return await self._remote.deliver(item, remote, content)
 
     @staticmethod
     def _due_now(item: QueueItem, now: float, force: bool) -> bool:
