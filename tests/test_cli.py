@@ -130,7 +130,7 @@ def test_embedded_default_check(
 ) -> None:
     monkeypatch.delenv("TINYMAIL_CONFIG", raising=False)
     monkeypatch.setenv("TINYMAIL_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("tinymail.config.DEFAULT_CONFIG_PATH", tmp_path / "no-such.toml")
+    monkeypatch.setattr("tinymail.quickconfig.DEFAULT_CONFIG_FILE", str(tmp_path / "no-such.toml"))
     status, out, _ = cli(capsys, monkeypatch, "check")
     assert status == 0
     assert "# effective configuration (from embedded default)" in out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tinymail import config as config_mod
+from tinymail import quickconfig
 from tinymail.config import (
     Config,
     ConfigError,
@@ -494,7 +494,7 @@ def test_render_lists_every_section(tmp_path: Path) -> None:
 
 def test_find_config_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     etc = tmp_path / "etc.toml"
-    monkeypatch.setattr(config_mod, "DEFAULT_CONFIG_PATH", etc)
+    monkeypatch.setattr(quickconfig, "DEFAULT_CONFIG_FILE", str(etc))
     monkeypatch.setenv("TINYMAIL_CONFIG", str(tmp_path / "env.toml"))
     assert find_config(str(tmp_path / "cli.toml")) == tmp_path / "cli.toml"
     assert find_config(None) == tmp_path / "env.toml"
@@ -507,7 +507,8 @@ def test_find_config_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.skipif(
-    config_mod.DEFAULT_CONFIG_PATH.exists(), reason="this machine has /etc/tinymail/tinymail.toml"
+    Path(quickconfig.DEFAULT_CONFIG_FILE).exists(),
+    reason="this machine has /etc/tinymail/tinymail.toml",
 )
 def test_find_config_none_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TINYMAIL_CONFIG", raising=False)

@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     before = set(sys.modules)
     from tinymail import quickconfig, sendmail
-    quickconfig.RACY_WINDOW = 0.0  # the test's config file is brand new
+    quickconfig.RACY_WINDOW = quickconfig.RACY_WINDOW_FINE = 0.0  # the config file is brand new
     status = sendmail.main(
         sys.argv[3:], config_path=sys.argv[2], stdin=io.BytesIO(sys.stdin.buffer.read()),
         spawn=lambda config, qid: None,

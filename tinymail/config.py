@@ -13,7 +13,6 @@ patterns are compiled by `re`'s own cache on first use.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -22,8 +21,6 @@ from typing import Any
 
 from tinymail import quickconfig
 from tinymail.quickconfig import ConfigError as ConfigError  # defined there for sendmail
-
-DEFAULT_CONFIG_PATH = Path(quickconfig.DEFAULT_CONFIG_FILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +158,8 @@ class Config:
 
 def find_config(cli_path: str | None) -> Path | None:
     """Config lookup per SPEC: -c FILE, $TINYMAIL_CONFIG, /etc/tinymail/tinymail.toml, else None."""
-    if cli_path:
-        return Path(cli_path)
-    env = os.environ.get("TINYMAIL_CONFIG")
-    if env:
-        return Path(env)
-    if DEFAULT_CONFIG_PATH.exists():
-        return DEFAULT_CONFIG_PATH
-    return None
+    found = quickconfig.config_file(cli_path)
+    return Path(found) if found else None
 
 
 def default_data_dir() -> Path:

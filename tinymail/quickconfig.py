@@ -184,9 +184,8 @@ def load(cli_path: str | None) -> SendmailConfig:
     if cached is not None:
         return cached
     fine = st.st_ctime_ns % 1_000_000_000 != 0  # else maybe a whole-second file system
-    window = min(RACY_WINDOW, RACY_WINDOW_FINE) if fine else RACY_WINDOW
-    cfg = _load_full(path, key if time.time_ns() - st.st_ctime_ns > window * 1e9 else None)
-    return cfg
+    window = RACY_WINDOW_FINE if fine else RACY_WINDOW
+    return _load_full(path, key if time.time_ns() - st.st_ctime_ns > window * 1e9 else None)
 
 
 def embedded_default() -> SendmailConfig:
