@@ -14,6 +14,7 @@ Rules / theory (research/smtp-anchors.md 2b):
 - Pure: no I/O. `parse_args` raises `UsageError` with a one-line message.
 """
 
+from tinymail.mail.compose import CONTROL_CHARACTERS
 from tinymail.record import Record
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs ~2 ms; mypy knows both
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 _WITH_ARG = frozenset("ABCFLNORVXbefhopr")
 _NO_ARG = frozenset("GIUcimntvx")
 # Control characters (C0, DEL, C1): never allowed in argument data.
-CONTROL_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
 
 
 class UsageError(ValueError):

@@ -23,7 +23,7 @@ from tinymail.record import Record
 # Character classes as sets, not `re` patterns: `re` (with `enum`) costs sendmail's start-up
 # ~3 ms to import (bench/sendmail_latency.py); tests/mail/test_compose.py checks that these
 # checks accept exactly what the RFC 5322 regular expressions do.
-_CONTROL = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))  # C0, DEL, C1
+CONTROL_CHARACTERS = frozenset(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))  # C0, DEL, C1
 # RFC 5322 2.2 ftext: printable US-ASCII except ":".
 _FTEXT = bytes(c for c in range(0x21, 0x7F) if c != 0x3A)
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -203,7 +203,7 @@ def qualify(address: str, origin: str) -> str:
 
     Raises ComposeError for anything else (control characters, empty parts, junk).
     """
-    if not _CONTROL.isdisjoint(address):
+    if not CONTROL_CHARACTERS.isdisjoint(address):
         raise ComposeError(f"address {address!r} contains a control character")
     local, at, domain = address.rpartition("@")
     if not at:
@@ -248,7 +248,7 @@ def format_mailbox(address: str, full_name: str | None) -> str:
     """A From value: `Name <address>` with the name safely encoded, or the bare address."""
     if not full_name:
         return address
-    if not _CONTROL.isdisjoint(full_name):
+    if not CONTROL_CHARACTERS.isdisjoint(full_name):
         raise ComposeError("full name contains a control character")
     return f"{_phrase(full_name)} <{address}>"
 
