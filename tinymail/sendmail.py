@@ -237,16 +237,11 @@ def queue_message(
     date = rfc5322_date()
     composed, recipients = _compose(cfg, prepared, full_name, qid, date)
     content = received_by(cfg.hostname, os.getuid(), qid, date) + composed
-    envelope: dict[str, str | int | float | list[str]] = {  # Envelope.to_json(), in order
-        "qid": qid,
-        "sender": prepared.sender,
-        "recipients": list(recipients),
-        "arrival": time.time(),
-        "size": len(content),
-        "origin": f"sendmail uid={os.getuid()}",
-        "dsn_kind": "",
-    }
-    meta = qfile.encode_envelope(envelope)
+    origin = f"sendmail uid={os.getuid()}"
+    fields = qfile.envelope_fields(
+        qid, prepared.sender, list(recipients), time.time(), len(content), origin, ""
+    )
+    meta = qfile.encode_envelope(fields)
     try:
         try:
             qfile.store(root, qid, content, meta)

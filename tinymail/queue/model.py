@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tinymail.queue.qfile import envelope_fields
+
 
 class RcptStatus(enum.Enum):
     """Where one recipient's delivery stands."""
@@ -44,16 +46,16 @@ class Envelope:
     dsn_kind: str = ""  # "bounce"/"delay" when this message is itself a DSN
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "qid": self.qid,
-            "sender": self.sender,
-            "recipients": list(self.recipients),
-            "arrival": self.arrival,
-            "size": self.size,
-            "origin": self.origin,
-            "dsn_kind": self.dsn_kind,
-        }
+        """A JSON-ready dict (qfile.envelope_fields: sendmail writes the same without us)."""
+        return envelope_fields(
+            self.qid,
+            self.sender,
+            list(self.recipients),
+            self.arrival,
+            self.size,
+            self.origin,
+            self.dsn_kind,
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Envelope:

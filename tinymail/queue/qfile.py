@@ -33,7 +33,31 @@ def new_qid() -> str:
     return stamp + "".join(ALPHABET[b % len(ALPHABET)] for b in os.urandom(4))
 
 
-def encode_envelope(fields: dict[str, str | int | float | list[str]]) -> bytes:
+EnvelopeFields = dict[str, str | int | float | list[str]]
+
+
+def envelope_fields(
+    qid: str,
+    sender: str,
+    recipients: "list[str]",
+    arrival: float,
+    size: int,
+    origin: str,
+    dsn_kind: str,
+) -> EnvelopeFields:
+    """The JSON fields of an envelope, in file order (Envelope.to_json, sendmail's queueing)."""
+    return {
+        "qid": qid,
+        "sender": sender,
+        "recipients": recipients,
+        "arrival": arrival,
+        "size": size,
+        "origin": origin,
+        "dsn_kind": dsn_kind,
+    }
+
+
+def encode_envelope(fields: EnvelopeFields) -> bytes:
     """`Envelope.to_json()` as json.dumps(..., separators=(",", ":")) writes it, byte for byte."""
     return ("{" + ",".join(f"{_json_str(k)}:{_json(v)}" for k, v in fields.items()) + "}").encode()
 
