@@ -5,13 +5,16 @@ A message file is the content, then `\\n`, the JSON envelope and the footer
 active/, and active/ is fsynced before the message counts as queued.
 
 `sendmail` queues through `store` on its start-up path (bench/sendmail_latency.py), so this
-module imports nothing but `os` and `time`: paths are strings (no pathlib), the envelope's
-JSON is written here (no `json`, which loads `re`), and the daemon's Spool (dataclasses,
-logging) is not involved. Spool writes its files with the same pieces.
+module imports nothing but `os`, `time` and store/safeio.py (the fsync steps): paths are
+strings (no pathlib), the envelope's JSON is written here (no `json`, which loads `re`), and
+the daemon's Spool (dataclasses, logging) is not involved. Spool writes its files with the
+same pieces.
 """
 
 import os
 import time
+
+from tinymail.store.safeio import fsync_dir, unlink_quietly, write_file_synced
 
 MAGIC = b"TMQ1"
 FOOTER_LEN = 1 + 4 + 1 + 16 + 1 + 8 + 1
@@ -101,15 +104,6 @@ def create_incoming(path: str | os.PathLike[str]) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory so that entries created or renamed in it are durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def make_dirs(root: str) -> None:
     """Create the queue directory and its subdirectories (mode 0700) where missing."""
     for path in (root, *(os.path.join(root, name) for name in SUBDIRS)):
@@ -125,29 +119,15 @@ def store(root: str, qid: str, content: bytes, envelope: bytes) -> None:
     incoming = os.path.join(root, "incoming", qid)
     active_dir = os.path.join(root, "active")
     active = os.path.join(active_dir, qid)
-    fd = create_incoming(incoming)
+    data = b"".join((content, b"\n", envelope, footer(len(content), len(envelope))))
+    write_file_synced(incoming, data)
     try:
-        write_all(fd, b"".join((content, b"\n", envelope, footer(len(content), len(envelope)))))
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink(incoming)
-        raise
-    try:
-        os.close(fd)
         os.rename(incoming, active)
     except BaseException:
-        _unlink(incoming)
+        unlink_quietly(incoming)
         raise
     try:
         fsync_dir(active_dir)
     except BaseException:
-        _unlink(active)
+        unlink_quietly(active)
         raise
-
-
-def _unlink(path: str) -> None:
-    try:  # noqa: SIM105 (contextlib.suppress: one more module to import at start-up)
-        os.unlink(path)
-    except OSError:
-        pass

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING
 
 from tinymail.queue.model import Envelope, QueueItem, QueueState
 from tinymail.queue.qfile import FOOTER_LEN as FOOTER_LEN
-from tinymail.queue.qfile import MAGIC, create_incoming, encode_envelope, footer, write_all
+from tinymail.queue.qfile import (
+    MAGIC,
+    create_incoming,
+    encode_envelope,
+    footer,
+    make_dirs,
+    write_all,
+)
 from tinymail.queue.qfile import new_qid as new_qid
 from tinymail.store.safeio import atomic_replace, fsync_dir, unlink_quietly
 
@@ -126,8 +133,7 @@ class Spool:
 
     def create(self) -> Spool:
         """Create the directories (mode 0700) if missing; return self."""
-        for d in (self.root, self.incoming, self.active, self.state_dir, self.corrupt):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_dirs(str(self.root))
         return self
 
     def incoming_message(self) -> IncomingMessage:
