@@ -386,3 +386,10 @@ def _freeze(raw: bytes, node: _Node, crlf_only: bool, has_cr: bool, children: li
         size=size,
         lines=lines,
     )
+
+
+def crlf_size(raw: bytes) -> int:
+    """RFC822.SIZE of a stored message: its size with every line ending as CRLF."""
+    if b"\r" not in raw:  # the usual stored form: LF only, so no second count
+        return len(raw) + raw.count(b"\n")
+    return len(raw) + raw.count(b"\n") - raw.count(b"\r\n")

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from tinymail.mail.mime import crlf_size
 from tinymail.store import maildir_names as mn
 from tinymail.store import uidlist as ul
 from tinymail.store.envcache import EnvelopeCache
@@ -34,9 +35,7 @@ KEEP_LAST = 1 << 20  # bytes: larger messages are read again rather than kept ar
 
 def _crlf_size(data: bytes) -> bytes:
     """The size with CRLF line ends (stored with LF), as the decimal the cache keeps."""
-    if b"\r" not in data:  # the usual stored form: one count is enough
-        return b"%d" % (len(data) + data.count(b"\n"))
-    return b"%d" % (len(data) + data.count(b"\n") - data.count(b"\r\n"))
+    return b"%d" % crlf_size(data)
 
 
 def _header_of(data: bytes) -> bytes:

@@ -15,14 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinymail.mail.headers import first_values, parse_address_list
-from tinymail.mail.mime import _WANTED, header_block_end, header_values
+from tinymail.mail.mime import _WANTED, crlf_size, header_block_end, header_values
 from tinymail.proto.imap.fetch import format_date
 from tinymail.proto.imap.fetchdata import (
     _ENVELOPE_NAMES,
     _address_list,
     _string,
     bodystructure,
-    crlf_size,
     derive,
     envelope,
 )

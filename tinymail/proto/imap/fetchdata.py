@@ -23,7 +23,7 @@ from tinymail.mail.headers import (
     iter_fields,
     parse_address_list,
 )
-from tinymail.mail.mime import Part, header_block_end, header_values, parse_structure
+from tinymail.mail.mime import Part, crlf_size, header_block_end, header_values, parse_structure
 from tinymail.proto.imap.quoting import QUOTED_MAX, quoted_or_literal
 
 _ENVELOPE_FIELDS = (
@@ -196,13 +196,6 @@ def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
 def bodystructure(raw: bytes, *, extensible: bool) -> bytes:
     """BODYSTRUCTURE (extensible=True) or BODY (False) of `raw`, serialized."""
     return _body(raw, parse_structure(raw), extensible)
-
-
-def crlf_size(raw: bytes) -> int:
-    """RFC822.SIZE of a stored message: its size with every line ending as CRLF."""
-    if b"\r" not in raw:  # the usual stored form: LF only, so no second count
-        return len(raw) + raw.count(b"\n")
-    return len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
 
 
 def derive(raw: bytes, kinds: str) -> dict[str, bytes]:
