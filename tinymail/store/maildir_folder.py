@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -232,6 +233,24 @@ class MaildirFolder(MaildirIndex):
         if msg.size < 0:
             msg.size = int(self._cached(uid, "S", _crlf_size, self.read))
         return msg.size
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each of `uids` still present (POP3's listing): those known without
+        a file (name, cache) under one hold of the lock, the others as size() finds them."""
+        out: dict[int, int] = {}
+        with self._lock:
+            msgs = self._msgs
+            for uid in uids:
+                msg = msgs.get(uid)
+                # a remembered size first: this loop runs for every message of a POP3 listing
+                size = -1 if msg is None else msg.size if msg.size >= 0 else self.known_size(uid)
+                if size >= 0:
+                    out[uid] = size
+        for uid in uids:
+            if uid not in out:
+                with contextlib.suppress(MailboxError):  # expunged since the caller's sync
+                    out[uid] = self.size(uid)
+        return out
 
     def known_size(self, uid: int) -> int:
         """RFC822.SIZE when it is known without touching a file (name or cache), else -1."""

@@ -8,9 +8,9 @@ Rules:
 - Sizes are with CRLF line ends, as POP3 sends them (RFC 1939 §5); Maildir names carry them
   (``,W=``) or the folder counts them once (and caches them on disk); the mbox listing computes
   them in its single parse.
-- A Maildir message never changes under its UID (research 3.3), so each process keeps the sizes
-  of the last ``SIZE_CACHE_FOLDERS`` maildrops listed, per UIDVALIDITY: the next session's
-  listing is a directory check plus dictionary lookups, not one size lookup per message.
+- A Maildir message never changes under its UID (research 3.3): the shared folder object
+  remembers each size (MaildirFolder.sizes, one hold of its lock for the whole listing), so the
+  next session's listing is a directory check plus dictionary lookups.
 - RETR marks the message \\Seen, as Dovecot does by default (pop3_no_flag_updates = no); the
   \\Seen flags and the deletions of a session are applied together at QUIT (``update``): one
   rewrite of an mbox, not two.
@@ -23,7 +23,6 @@ Rules:
 
 from __future__ import annotations
 
-import collections
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from tinymail.store.mbox import INBOX, Entry, folder_path, message_bytes
 from tinymail.store.mbox_folder import Meta, Snapshot, open_folder
 
 SEEN = frozenset({"\\Seen"})
-SIZE_CACHE_FOLDERS = 64
 
 
 class FolderBusy(Exception):
@@ -79,28 +77,14 @@ class MaildirDrop:
     """The INBOX of a Maildir, through the shared IMAP folder object (same UIDs)."""
 
     def __init__(self, root: Path) -> None:
-        self._root = root
         self._folder: MaildirFolder = MaildirStore(root).open(INBOX)
 
     def listing(self) -> DropListing:
         """See ``Maildrop.listing``."""
-        folder = self._folder
-        view = folder.sync(claim_recent=False)
-        known = _known_sizes(self._root, view.uidvalidity)
-        uids: list[int] = []
-        sizes: list[int] = []
-        for uid in view.uids:
-            size = known.get(uid)
-            if size is None:
-                try:
-                    size = known[uid] = folder.size(uid)
-                except MailboxError:
-                    continue  # expunged by IMAP between the sync and the size lookup
-            uids.append(uid)
-            sizes.append(size)
-        if len(known) > 2 * len(uids) + 1000:  # mostly expunged messages: keep the present
-            _forget_sizes(self._root, view.uidvalidity, dict(zip(uids, sizes, strict=True)))
-        return DropListing(view.uidvalidity, uids, sizes)
+        view = self._folder.sync(claim_recent=False)
+        sizes = self._folder.sizes(view.uids)
+        uids = [uid for uid in view.uids if uid in sizes]  # not expunged meanwhile
+        return DropListing(view.uidvalidity, uids, [sizes[uid] for uid in uids])
 
     def read(self, uid: int) -> bytes | None:
         """See ``Maildrop.read``."""
@@ -162,31 +146,6 @@ class MboxDrop:
             return uid, flags, entry.recent
 
         self._folder.edit(change)
-
-
-_sizes_guard = threading.Lock()
-_sizes: collections.OrderedDict[Path, tuple[int, dict[int, int]]] = collections.OrderedDict()
-
-
-def _known_sizes(root: Path, uidvalidity: int) -> dict[int, int]:
-    """The process-wide uid -> size map of the Maildir at ``root`` under ``uidvalidity``.
-
-    Only the session holding the maildrop's POP3 lock fills it, so the map itself needs no
-    lock; a new UIDVALIDITY (a rebuilt uidlist) starts it afresh."""
-    with _sizes_guard:
-        entry = _sizes.get(root)
-        if entry is None or entry[0] != uidvalidity:
-            entry = _sizes[root] = (uidvalidity, {})
-        _sizes.move_to_end(root)
-        while len(_sizes) > SIZE_CACHE_FOLDERS:
-            _sizes.popitem(last=False)
-        return entry[1]
-
-
-def _forget_sizes(root: Path, uidvalidity: int, present: dict[int, int]) -> None:
-    with _sizes_guard:
-        if root in _sizes:
-            _sizes[root] = (uidvalidity, present)
 
 
 def open_maildrop(data_dir: Path, owner: str, store_format: str) -> Maildrop:
