@@ -221,6 +221,27 @@ async def test_a_sessions_preload_is_the_first_attempt_of_a_remote_only_message(
     assert runner.spool.scan() == []
 
 
+async def test_preloaded_contents_stay_within_their_byte_budget(
+    tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog does not pin contents: past PRELOAD_BYTES the courier reads the spool file."""
+    monkeypatch.setattr("tinymail.queue.runner.PRELOAD_BYTES", 30)
+    remote = RecordingRemote()
+    runner = make_runner(tmp_path, remote=remote)
+    body = b"Subject: x\n\n" + b"y" * 10 + b"\n"  # 24 bytes: one fits, the second does not
+    envs = [runner.spool.enqueue("bob@example.test", ("carol@example.net",), body) for _ in "ab"]
+    held = [bytes(bytearray(body)) for _ in envs]
+    for env, content in zip(envs, held, strict=True):
+        runner.notify(env.qid, preload=(env, content))
+    assert runner._preload_bytes == len(body)
+    await nursery.start(runner.run)
+    await settle(runner)
+    handed = {qid: content for qid, _, content in remote.calls}
+    assert handed[envs[0].qid] is held[0]
+    assert handed[envs[1].qid] is None  # over the budget: the courier reads the spool file
+    assert runner._preload_bytes == 0
+
+
 async def test_an_admin_change_drops_the_preload(tmp_path: Path, nursery: trio.Nursery) -> None:
     remote = RecordingRemote()
     runner = make_runner(tmp_path, remote=remote)

@@ -58,9 +58,11 @@ from tinymail.queue.spool import CorruptQueueFile, Spool, read_content
 log = logging.getLogger("tinymail.queue")
 
 INLINE_CONTENT = 256 * 1024  # remote messages up to this size are sent from memory
-# Preloads waiting for their attempt; past this (a backlog) further ones read the spool, so a
-# burst of arrivals cannot pin its contents in memory.
+# Preloads waiting for their attempt, and the bytes of content they may hold: past these (a
+# backlog) further messages read the spool, so a burst of arrivals cannot pin its contents in
+# memory (1,024 sessions' in-memory contents could be 256 MiB).
 PRELOAD_MAX = 1024
+PRELOAD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class QueueRunner:
         self._fenced: dict[str, int] = {}  # qid -> admin changes waiting for or applying
         self._again: dict[str, bool] = {}
         self._preloads: dict[str, tuple[Envelope, bytes | None]] = {}
+        self._preload_bytes = 0  # of the contents in _preloads
         self.idle = trio.Event()
 
     def notify(
@@ -131,7 +134,11 @@ class QueueRunner:
         for the first attempt; see the module docstring.
         """
         if preload is not None and len(self._preloads) < PRELOAD_MAX:
-            self._preloads[qid] = preload
+            envelope, content = preload
+            if content is not None and len(content) > PRELOAD_BYTES - self._preload_bytes:
+                content = None  # over the budget: the attempt reads the file
+            self._preload_bytes += len(content) if content is not None else 0
+            self._preloads[qid] = (envelope, content)
         self._send.send_nowait((qid, force))
 
     async def flush(self) -> None:
@@ -147,7 +154,7 @@ class QueueRunner:
         which includes a message whose attempt in flight finished delivering it.
         """
         self._fenced[qid] = self._fenced.get(qid, 0) + 1
-        self._preloads.pop(qid, None)  # the next attempt must see the changed spool
+        self._take_preload(qid)  # the next attempt must see the changed spool
         try:
             while (running := self._busy.get(qid)) is not None:
                 await running.wait()
@@ -261,10 +268,16 @@ class QueueRunner:
                 await self._forward(item, rcpt, targets)
         await self._record(item, outcomes, now)
 
+    def _take_preload(self, qid: str) -> tuple[Envelope, bytes | None] | None:
+        preload = self._preloads.pop(qid, None)
+        if preload is not None and preload[1] is not None:
+            self._preload_bytes -= len(preload[1])
+        return preload
+
     def _from_preload(self, qid: str) -> tuple[QueueItem, bytes | None] | None:
         """The first attempt's item and content from a session's preload, if it has one and
         every recipient is remote (local ones need the loading hop's LocalDelivery)."""
-        preload = self._preloads.pop(qid, None)
+        preload = self._take_preload(qid)
         if preload is None:
             return None
         envelope, content = preload
