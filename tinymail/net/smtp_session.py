@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import time
 from dataclasses import replace
@@ -79,7 +78,10 @@ class SMTPSession:
         can_auth = tls_ok or ctx.implicit_tls or plaintext_ok
         self.conn = ServerConnection(
             hostname=cfg.hostname,
-            limits=_limits(cfg.smtp.max_message_size, cfg.smtp.max_recipients),
+            limits=Limits(
+                max_message_size=cfg.smtp.max_message_size,
+                max_recipients=cfg.smtp.max_recipients,
+            ),
             tls_available=tls_ok,
             tls_active=ctx.implicit_tls,
             # AUTH only over TLS, except from [auth] plaintext_networks (research 2.2 T5);
@@ -377,12 +379,6 @@ class SMTPSession:
                 return
             with trio.move_on_after(1):
                 await _lingering_close(self.stream)
-
-
-@functools.lru_cache(maxsize=8)
-def _limits(max_message_size: int, max_recipients: int) -> Limits:
-    """The core's limits for the configured values (built once, not per connection)."""
-    return Limits(max_message_size=max_message_size, max_recipients=max_recipients)
 
 
 async def _lingering_close(stream: trio.abc.Stream) -> None:

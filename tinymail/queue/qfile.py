@@ -89,16 +89,6 @@ def footer(size: int, meta_len: int) -> bytes:
     return b"\n" + MAGIC + b" %016d %08d\n" % (size, meta_len)
 
 
-def write_all(fd: int, data: bytes | bytearray) -> None:
-    """os.write until all of `data` is written."""
-    # The views are released even when os.write raises, so the buffer stays resizable.
-    with memoryview(data) as whole:
-        offset = 0
-        while offset < len(whole):
-            with whole[offset:] as part:
-                offset += os.write(fd, part)
-
-
 def create_incoming(path: str | os.PathLike[str]) -> int:
     """Open a new incoming file (exclusive, private); returns its descriptor."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -35,10 +35,9 @@ from tinymail.queue.qfile import (
     encode_envelope,
     footer,
     make_dirs,
-    write_all,
 )
 from tinymail.queue.qfile import new_qid as new_qid
-from tinymail.store.safeio import atomic_replace, fsync_dir, unlink_quietly
+from tinymail.store.safeio import atomic_replace, fsync_dir, unlink_quietly, write_all
 
 if TYPE_CHECKING:
     import logging

@@ -25,6 +25,16 @@ def fsync_dir(path: "Path | str") -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """os.write until all of `data` is written."""
+    # The views are released even when os.write raises, so the buffer stays resizable.
+    with memoryview(data) as whole:
+        offset = 0
+        while offset < len(whole):
+            with whole[offset:] as part:
+                offset += os.write(fd, part)
+
+
 def write_file_synced(path: "Path | str", data: bytes, mode: int = 0o600) -> None:
     """Create `path` exclusively with `data`, fsynced; on any error remove it and re-raise."""
     sync_and_close(create_written(path, data, mode), path)
@@ -37,10 +47,7 @@ def create_written(path: "Path | str", data: bytes, mode: int = 0o600) -> int:
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, data)
     except BaseException:
         os.close(fd)
         unlink_quietly(path)
