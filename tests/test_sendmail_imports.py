@@ -21,7 +21,7 @@ import tinymail
 ROOT = str(Path(tinymail.__file__).parent.parent)
 # Builtin or tiny C modules the queueing path may load, besides tinymail's own, and `os` with
 # what it loads (site.py imports them in every start without -S).
-ALLOWED = {"errno", "pwd", "marshal", "_socket", "_json", "time", "atexit"}
+ALLOWED = {"errno", "pwd", "marshal", "_json", "time", "atexit"}
 ALLOWED |= {"os", "os.path", "posixpath", "genericpath", "stat", "_stat", "_collections_abc"}
 HEAVY = {"trio", "dns", "re", "enum", "typing", "dataclasses", "inspect", "pathlib", "json"}
 HEAVY |= {"__future__"}  # its import is ~1% of a start-up: annotations are quoted instead
@@ -72,6 +72,7 @@ def test_queueing_imports_only_what_it_needs(
     assert foreign == []
     assert not HEAVY & {m.split(".")[0] for m in modules}
     assert "tinymail.config" not in modules  # served from the cache
+    assert "tinymail.proto.control_wire" not in modules  # the trigger FIFO needs no socket
     assert ("tinymail.mail.addresses" in modules) == ("-t" in argv)
 
 

@@ -3,17 +3,19 @@
 Theory:
 - Synchronous and light: the queueing path (-bm, the default) must start about as fast as a
   bare interpreter (bench/sendmail_latency.py, tests/test_sendmail_imports.py), so it imports
-  only modules the interpreter has already loaded, builtins (marshal, _socket, _json) and
-  tinymail modules written for it: quickconfig (the config values it needs, usually from a
-  per-user cache), qfile (the queue file), control_wire, compose, addresses (-t), record.
+  only modules the interpreter has already loaded, builtins (marshal, pwd) and tinymail
+  modules written for it: quickconfig (the config values it needs, usually from a per-user
+  cache), qfile (the queue file), control_client (the trigger), compose, addresses (-t),
+  record. The control socket's modules load only when a request is made.
   No trio, argparse, email, re, enum, typing, dataclasses, pathlib, json or tomllib, and not
   even __future__: these modules quote the annotations that name types imported only for
   type checking. The other modes load the whole config (config.py).
 - Exit 0 only after the message file and queue/active/ are fsynced (Spool promise). Every
   error is one line on stderr with a sysexits.h status: 64 usage, 65 data, 67 unknown local
   recipient, 73/75 queue not writable, 78 config.
-- After queueing, the daemon is nudged over data_dir/run/control.sock; without a daemon a
-  detached one-shot delivery run is started (queue/oneshot.py) and we return at once.
+- After queueing, the daemon is nudged through its trigger FIFO, data_dir/run/trigger (the
+  control socket when the FIFO cannot tell); without a daemon a detached one-shot delivery
+  run is started (queue/oneshot.py) and we return at once.
 - When the queue cannot be written by the caller (system install, queue owned by the tinymail
   user), the message goes to the daemon over the control socket (SUBMIT), which takes the
   caller's identity from SO_PEERCRED; without a daemon that is exit 75.
@@ -28,7 +30,7 @@ import sys
 import time
 
 from tinymail import quickconfig
-from tinymail.control_client import request
+from tinymail.control_client import request, trigger
 from tinymail.mail.compose import (
     ComposeError,
     compose,
@@ -36,7 +38,6 @@ from tinymail.mail.compose import (
     parse_recipient_argument,
     qualify,
 )
-from tinymail.proto import control_wire as control
 from tinymail.queue import qfile
 from tinymail.queue.submit import received_by, rfc5322_date
 from tinymail.quickconfig import ConfigError, SendmailConfig
@@ -292,11 +293,15 @@ def _compose(
 
 def _deliver_soon(cfg: SendmailConfig, qid: str, spawn: "Spawner | None") -> None:
     """Nudge the daemon; without one, start a detached one-shot delivery run."""
-    try:
-        reply = request(cfg.data_dir, control.nudge(qid), timeout=10.0)
-    except OSError:
-        reply = None  # the message is queued; the one-shot run will find the daemon or deliver
-    if reply is None:
+    running = trigger(cfg.data_dir, qid)
+    if running is None:  # cannot tell through the FIFO: ask over the control socket
+        from tinymail.proto import control_wire as control
+
+        try:
+            running = request(cfg.data_dir, control.nudge(qid), timeout=10.0) is not None
+        except OSError:
+            running = False  # queued anyway; the one-shot run will find the daemon or deliver
+    if not running:
         if spawn is None:
             from tinymail.queue.oneshot import spawn as spawn_oneshot
 
@@ -310,6 +315,8 @@ def _deliver_soon(cfg: SendmailConfig, qid: str, spawn: "Spawner | None") -> Non
 
 def _submit_to_daemon(cfg: SendmailConfig, prepared: Prepared, full_name: str | None) -> str:
     """The caller cannot write the queue: hand the message to the daemon (SO_PEERCRED)."""
+    from tinymail.proto import control_wire as control
+
     date = rfc5322_date()
     content, recipients = _compose(cfg, prepared, full_name, qfile.new_qid(), date)
     try:
@@ -341,6 +348,8 @@ def mailq(cfg: "Config") -> int:
 
 def flush_queue(cfg: "Config", qid: str | None = None) -> int:
     """`sendmail -q` / `tinymail queue flush`: retry now, by the daemon or in the foreground."""
+    from tinymail.proto import control_wire as control
+
     try:
         reply = request(cfg.data_dir, control.flush(qid))
     except OSError as exc:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,7 @@ import pytest
 
 from tests.conftest import BASE_CONFIG
 from tests.e2e.helpers import ServerProcess, queue_empty, require_tool, wait_until
+from tinymail.sendmail import main as sendmail_main
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = b"Subject: e2e\nTo: root\n\nhello from sendmail\n"
@@ -73,11 +76,34 @@ def test_with_a_daemon_it_is_nudged(home: Path) -> None:
         wait_until(lambda: len(root_messages(home)) == 3, timeout=10)
         assert "control socket listening" in server.log_text()
         assert (home / "data" / "run" / "control.sock").exists()
+        fifo = os.stat(home / "data" / "run" / "trigger")
+        assert stat.S_ISFIFO(fifo.st_mode) and stat.S_IMODE(fifo.st_mode) == 0o600
         flush = sendmail(conf, "-q", message=b"")
         assert flush.returncode == 0, flush.stderr
     finally:
         assert server.terminate() == 0
     assert not (home / "data" / "run" / "control.sock").exists()
+    assert not (home / "data" / "run" / "trigger").exists()
+
+
+def test_the_trigger_alone_reaches_the_daemon(home: Path) -> None:
+    """Without its socket file the daemon is still nudged: no one-shot run is started."""
+    conf = write_config(home)
+    server = ServerProcess(conf, home / "serve.log").wait_ready()
+    spawned: list[str] = []
+    try:
+        (home / "data" / "run" / "control.sock").unlink()
+        status = sendmail_main(
+            ["-t", "-i"],
+            config_path=str(conf),
+            stdin=io.BytesIO(MESSAGE),
+            spawn=lambda _config, qid: spawned.append(qid),
+        )
+        assert status == 0
+        wait_until(lambda: len(root_messages(home)) == 1, timeout=10)
+        assert spawned == []
+    finally:
+        assert server.terminate() == 0
 
 
 def _system_python() -> str:

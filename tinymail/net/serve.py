@@ -35,6 +35,7 @@ from tinymail.net.pop3_session import handle_pop3
 from tinymail.net.privdrop import check_root_policy, drop_privileges
 from tinymail.net.smtp_session import handle_smtp
 from tinymail.net.tls import TLSHolder, start_server_tls
+from tinymail.net.trigger import serve_trigger
 from tinymail.queue.groupsync import GroupSync
 from tinymail.queue.runner import QueueRunner
 from tinymail.queue.schedule import RetryPolicy
@@ -176,6 +177,7 @@ async def _serve_bound(
     async with trio.open_nursery() as root:
         await root.start(hold_runner_lock, cfg.queue_dir)  # waits for a one-shot run to end
         await root.start(serve_control, state)
+        await root.start(serve_trigger, state)
         await root.start(state.outbound.courier.run)  # reaps idle outbound connections
         await root.start(state.runner.run)
         async with trio.open_nursery() as handlers:
