@@ -37,9 +37,10 @@ from tinymail.mail.compose import (
     frame_input,
     parse_recipient_argument,
     qualify,
+    received_by,
+    rfc5322_date,
 )
 from tinymail.queue import qfile
-from tinymail.queue.submit import received_by, rfc5322_date
 from tinymail.quickconfig import ConfigError, SendmailConfig
 from tinymail.record import Record
 from tinymail.sendmail_args import Mode, Options, UsageError, parse_args
@@ -235,12 +236,13 @@ def queue_message(
     except OSError as exc:
         raise SendmailError(f"cannot create the queue {root}: {exc}", EX_CANTCREAT) from None
     qid = qfile.new_qid()
-    date = rfc5322_date()
+    now = time.time()
+    date = rfc5322_date(now)
     composed, recipients = _compose(cfg, prepared, full_name, qid, date)
     content = received_by(cfg.hostname, os.getuid(), qid, date) + composed
     origin = f"sendmail uid={os.getuid()}"
     fields = qfile.envelope_fields(
-        qid, prepared.sender, list(recipients), time.time(), len(content), origin, ""
+        qid, prepared.sender, list(recipients), now, len(content), origin, ""
     )
     meta = qfile.encode_envelope(fields)
     try:
@@ -317,7 +319,7 @@ def _submit_to_daemon(cfg: SendmailConfig, prepared: Prepared, full_name: str | 
     """The caller cannot write the queue: hand the message to the daemon (SO_PEERCRED)."""
     from tinymail.proto import control_wire as control
 
-    date = rfc5322_date()
+    date = rfc5322_date(time.time())
     content, recipients = _compose(cfg, prepared, full_name, qfile.new_qid(), date)
     try:
         reply = request(cfg.data_dir, control.submit(recipients, content))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,8 @@ from tinymail.mail.compose import (
     frame_input,
     parse_recipient_argument,
     qualify,
+    received_by,
+    rfc5322_date,
     valid_domain,
     valid_local_part,
 )
@@ -267,3 +270,18 @@ def test_field_names_are_the_regex(text: bytes, pos: int) -> None:
     end = len(text) if nl < 0 else nl + 1
     expected = m.group(1) if m is not None and m.end() <= end else None
     assert compose_module._field_name(text, pos, end) == expected
+
+
+def test_rfc5322_date_and_received_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        date = rfc5322_date(1_795_542_000.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert date == "Tue, 24 Nov 2026 18:40:00 +0100"
+    assert received_by("mx.example.test", 1000, "4C2K9QX7BM1TZ8H", date) == (
+        b"Received: by mx.example.test (tinymail, from userid 1000)\n"
+        b"\tid 4C2K9QX7BM1TZ8H; Tue, 24 Nov 2026 18:40:00 +0100\n"
+    )

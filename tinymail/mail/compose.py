@@ -15,8 +15,13 @@ Rules / theory (Postfix cleanup(8) and sendmail(1), research/smtp-anchors.md 2a)
   copy (Postfix removes Bcc only with -t).
 - A display name (-F) is written as an atom phrase, a quoted-string (RFC 5322 3.2.4) or, when
   not ASCII, RFC 2047 encoded-words; it can never end the header line.
-- Pure: bytes and strings in, bytes out; the clock is passed in as ready-made strings.
+- A local submission gets a Received field carrying the queue ID and the submitting uid, like
+  Postfix's pickup's, so the ID is known before the content is final (`received_by`).
+- Pure: bytes and strings in, bytes out; the clock is passed in (as ready-made strings, or
+  the seconds `rfc5322_date` formats).
 """
+
+import time
 
 from tinymail.record import Record
 
@@ -278,3 +283,16 @@ def _encoded_words(name: str) -> str:
         "=?utf-8?b?" + binascii.b2a_base64(w.encode("utf-8"), newline=False).decode() + "?="
         for w in words
     )
+
+
+def rfc5322_date(when: float) -> str:
+    """An RFC 5322 3.3 date-time in local time, e.g. "Tue, 24 Nov 2026 18:40:00 +0100".
+
+    Python never calls setlocale() on its own, so %a and %b are the English names.
+    """
+    return time.strftime("%a, %d %b %Y %H:%M:%S %z", time.localtime(when))
+
+
+def received_by(hostname: str, uid: int, qid: str, date: str) -> bytes:
+    """The Received field of a local submission (Postfix pickup's form, RFC 5321 4.4)."""
+    return f"Received: by {hostname} (tinymail, from userid {uid})\n\tid {qid}; {date}\n".encode()

@@ -25,17 +25,17 @@ import os
 import pwd
 import socket
 import struct
+import time
 from functools import partial
 from pathlib import Path
 
 import trio
 
 from tinymail.control_client import bindable, socket_path
-from tinymail.mail.compose import ComposeError, qualify
+from tinymail.mail.compose import ComposeError, qualify, received_by, rfc5322_date
 from tinymail.net.context import ServerState
 from tinymail.proto import control
 from tinymail.queue.runlock import RunnerLock
-from tinymail.queue.submit import received_by, rfc5322_date
 
 log = logging.getLogger("tinymail.control")
 
@@ -184,7 +184,7 @@ async def _submit(
 
     def work() -> str:
         msg = state.spool.incoming_message()
-        content = received_by(hostname, uid, msg.qid, rfc5322_date()) + request.content
+        content = received_by(hostname, uid, msg.qid, rfc5322_date(time.time())) + request.content
         origin = f"sendmail uid={uid}"
         return state.spool.enqueue(sender, recipients, content, origin=origin, incoming=msg).qid
 
