@@ -33,7 +33,7 @@ from tinymail.store.mailbox import SEPARATOR, FolderInfo, MailboxError
 from tinymail.store.maildir import ensure_maildir
 from tinymail.store.maildir_folder import MaildirFolder
 from tinymail.store.safeio import atomic_replace
-from tinymail.store.subscriptions import read_subscriptions, set_subscribed
+from tinymail.store.subscriptions import read_subscriptions, set_subscribed, subscribe
 
 SPECIAL_USE = {
     "Drafts": "\\Drafts",
@@ -105,16 +105,16 @@ class MaildirStore:
         """INBOX plus Drafts, Sent, Trash, Junk, Archive, subscribed (first login)."""
         ensure_maildir(self.root)
         existing = {f.name for f in self.folders()}
-        subscribed = set(self.subscriptions())
-        for name in ["INBOX", *SPECIAL_USE]:
+        defaults = ["INBOX", *SPECIAL_USE]
+        for name in defaults:
             if name not in existing:
                 try:
                     self.create(name)
                 except MailboxError as exc:
                     if exc.code != "ALREADYEXISTS":  # a concurrent first login made it
                         raise
-            if name not in subscribed:
-                self.set_subscribed(name, True)
+        if not set(defaults) <= set(self.subscriptions()):
+            subscribe(self.root / SUBSCRIPTIONS, defaults)  # one durable write, not one each
 
     def folders(self) -> list[FolderInfo]:
         """INBOX and every folder directory, plus missing parents as non-selectable."""

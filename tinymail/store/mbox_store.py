@@ -30,7 +30,7 @@ from tinymail.store.mbox import INBOX
 from tinymail.store.mbox_folder import state_path
 from tinymail.store.mbox_mailbox import MboxMailbox
 from tinymail.store.safeio import fsync_dir, unlink_quietly
-from tinymail.store.subscriptions import read_subscriptions, set_subscribed
+from tinymail.store.subscriptions import read_subscriptions, set_subscribed, subscribe
 
 SUBSCRIPTIONS = ".subscriptions"
 KEEP_WARM = 16
@@ -75,14 +75,14 @@ class MboxStore:
     def ensure_defaults(self) -> None:
         """INBOX plus Drafts, Sent, Trash, Junk, Archive, subscribed (first login)."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        subscribed = set(self.subscriptions())
+        defaults = [INBOX, *SPECIAL_USE]
         created = False
-        for name in [INBOX, *SPECIAL_USE]:
+        for name in defaults:
             created |= self._touch(self._path(name))
-            if name not in subscribed:
-                self.set_subscribed(name, True)
         if created:
             fsync_dir(self.root)
+        if not set(defaults) <= set(self.subscriptions()):
+            subscribe(self.root / SUBSCRIPTIONS, defaults)  # one durable write, not one each
 
     def folders(self) -> list[FolderInfo]:
         """INBOX and every folder file, plus missing parents as non-selectable."""

@@ -7,6 +7,7 @@ modified UTF-7. Updates are write-new-then-rename under a dotlock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from tinymail.proto.imap import utf7
@@ -37,13 +38,25 @@ def read_subscriptions(path: Path) -> list[str]:
 
 def set_subscribed(path: Path, name: str, subscribed: bool) -> None:
     """Add or remove the (normalised) `name` in the subscriptions file at `path`."""
+    if subscribed:
+        subscribe(path, [name])
+        return
     with DotLock(path):
         names = read_subscriptions(path)
-        if subscribed and name not in names:
-            names.append(name)
-        elif not subscribed and name in names:
+        if name in names:
             names.remove(name)
-        else:
-            return
-        body = "".join(utf7.encode(n).replace(SEPARATOR, "\t") + "\n" for n in names)
-        atomic_replace(path, ("V\t2\n\n" + body).encode())
+            _write(path, names)
+
+
+def subscribe(path: Path, names: Iterable[str]) -> None:
+    """Add the (normalised) `names` missing from the file at `path`, with one write."""
+    with DotLock(path):
+        current = read_subscriptions(path)
+        missing = [name for name in dict.fromkeys(names) if name not in current]
+        if missing:
+            _write(path, current + missing)
+
+
+def _write(path: Path, names: list[str]) -> None:
+    body = "".join(utf7.encode(n).replace(SEPARATOR, "\t") + "\n" for n in names)
+    atomic_replace(path, ("V\t2\n\n" + body).encode())
