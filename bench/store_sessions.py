@@ -1,35 +1,41 @@
-"""POP3 workload P1 on an mbox (or Maildir) store: tinymail next to Dovecot, in the same run.
+"""POP3 workload P1 or IMAP workload I1 on an mbox (or Maildir) store: tinymail next to Dovecot.
 
-P1 is the shared harness's POP3 workload (/work/shared/bench, README "Workloads"): one session
-of USER/PASS, STAT, UIDL, 200 random RETR, QUIT, timed per step, first on a freshly started
-server ("cold": no server index, no UIDs in the mbox) and then again right after ("warm").
-The shared harness runs it on Maildir only; this script runs the same steps with the shared
-harness's own client code (tmbench.imapclient.pop3_session) on ONE mbox file holding the same
-10,000 corpus messages, given to both servers:
+P1 and I1 are the shared harness's mailbox workloads (/work/shared/bench, README "Workloads"),
+timed per step, first on a freshly started server ("cold": no server index, no UIDs in the
+mbox) and then again right after ("warm"):
+  P1  one POP3 session: USER/PASS, STAT, UIDL, 200 random RETR, QUIT
+  I1  one IMAP session: LOGIN, SELECT, FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE
+      BODYSTRUCTURE), UID SEARCH TEXT, 200 UID FETCH BODY.PEEK[], STORE 1000 +FLAGS, LOGOUT
+The shared harness runs them on Maildir only; this script runs the same steps with the shared
+harness's own client code (tmbench.imapclient) on ONE mbox file holding the same 10,000 corpus
+messages, given to both servers:
 
   dovecot    a private Dovecot started as tmbench.targets starts it (passwd-file users,
              {PLAIN} passwords, own base_dir/state_dir, inside the loopback-only namespace),
-             with ``mail_location = mbox:~/mail:INBOX=~/mail/inbox``; pop3 on :30710
+             with ``mail_location = mbox:~/mail:INBOX=~/mail/inbox``; imap on :30703, pop3
+             on :30710
   tinymail   ``tinymail -c CONF serve`` with ``[store] format = "mbox"`` and the mbox as
-             data_dir/mail/user01@bench.test/INBOX; pop3 on :30720 (smtp/imap :30725/:30743)
+             data_dir/mail/user01@bench.test/INBOX; imap on :30743, pop3 on :30720 (smtp
+             :30725)
 
 The mbox is built once from the shared harness's 10,000-message corpus Maildir (same seed, same
 order as Dovecot's Maildir UIDs): mboxrd ``From `` quoting, a ``From bench@bench.test <date>``
 separator, no Status/X-UID headers (a /var/mail file as an MTA leaves it). Both servers get a
 byte-identical copy. Checks: UIDL lists every message on both, and the UIDs (first 8 hex
-digits of each UIDL) are the same on both (Dovecot-compatible UIDs); the bytes the RETRs
-returned are printed (on mbox they differ by design: Dovecot does not undo mboxrd quoting).
+digits of each UIDL) are the same on both (Dovecot-compatible UIDs); P1 prints the bytes the
+RETRs returned (on mbox they differ by design: Dovecot does not undo mboxrd quoting); I1
+checks that SELECT and FETCH 1:* see every message and that SEARCH finds every needle.
 
 Prints one table: median [min-max] over --reps, and x = median of tinymail / dovecot within the
-same rep. ``--store maildir`` runs the same on the corpus Maildir (P1 as the harness has it).
+same rep. ``--store maildir`` runs the same on the corpus Maildir (as the harness has it).
 Password checks differ: Dovecot's users are {PLAIN}, tinymail's are scrypt (~50 ms per cold
 login; later logins hit its cache). ``--plain-users`` gives tinymail the same {PLAIN} users file
 lines as Dovecot (tinymail reads Dovecot's passwd-file schemes), so the login step compares the
 servers rather than the hash schemes.
 
 Run as root, timed runs under the shared lock:
-  TINYMAIL_CMD="/tmp/tmbench/cache/venv/bin/python -m tinymail" \\
-      flock -x /tmp/bench.lock python3 bench/pop3_mbox.py [--store mbox] [--reps 1] [--keep]
+  TINYMAIL_CMD="/tmp/tmbench/cache/venv/bin/python -m tinymail" flock -x /tmp/bench.lock \\
+      python3 bench/store_sessions.py [--workload P1|I1] [--store mbox|maildir] [--reps 1]
 """
 
 from __future__ import annotations
@@ -59,7 +65,10 @@ from tmbench.targets import (  # noqa: E402
     password,
 )
 
-STEPS = ("login", "stat", "uidl", "retr_200")
+STEPS = {
+    "P1": ("login", "stat", "uidl", "retr_200"),
+    "I1": ("login", "select", "fetch_all", "search_text", "fetch_body_200", "store_1000", "logout"),
+}
 _QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
 _MBOX_LOCATION = "mail_location = mbox:~/mail:INBOX=~/mail/inbox"
 
@@ -101,9 +110,9 @@ def corpus_mbox(cache: Path, maildir: Path, info: dict) -> Path:
     return out
 
 
-class DovecotPOP3(Dovecot):
+class DovecotStore(Dovecot):
     name = "dovecot"
-    imap_port = None
+    imap_port = 30703
     pop3_port = 30710
 
     def __init__(self, work: Path, ctx: Ctx, store: str, source: Path) -> None:
@@ -122,7 +131,7 @@ class DovecotPOP3(Dovecot):
             chown_tree(home)
 
 
-class TinymailPOP3(Tinymail):
+class TinymailStore(Tinymail):
     name = "tinymail"
     smtp_port = 30725
     submission_port = 30787
@@ -170,22 +179,34 @@ def uidl_uids(host: str, port: int, user: str) -> list[str]:
     return out
 
 
-def run_target(t, seed: int) -> dict:
+def run_target(t, seed: int, workload: str) -> dict:
     user = USERS[0]
     t.prepare(USERS[:2])
     t.start()
     try:
         rng = random.Random(seed)
-        cold = imapclient.pop3_session(HOST, t.pop3_port, user, password(user), 200, rng)
-        warm = imapclient.pop3_session(HOST, t.pop3_port, user, password(user), 200, rng)
+        if workload == "P1":
+            cold = imapclient.pop3_session(HOST, t.pop3_port, user, password(user), 200, rng)
+            warm = imapclient.pop3_session(HOST, t.pop3_port, user, password(user), 200, rng)
+        else:
+            args = (HOST, t.imap_port, user, password(user), corpus.NEEDLE, rng)
+            cold = imapclient.i1_session(*args, "1:1000")
+            warm = imapclient.i1_session(*args, "1001:2000")
         uids = uidl_uids(HOST, t.pop3_port, user)
     finally:
         t.stop()
     out: dict = {
-        f"{name}.{s}_ms": r[s] * 1e3 for name, r in (("cold", cold), ("warm", warm)) for s in STEPS
+        f"{name}.{s}_ms": r[s] * 1e3
+        for name, r in (("cold", cold), ("warm", warm))
+        for s in STEPS[workload]
     }
-    out["uidl_lines"] = cold["uidl_lines"]
-    out["retr_bytes"] = cold["retr_bytes"] + warm["retr_bytes"]
+    if workload == "P1":
+        out["retr_bytes"] = cold["retr_bytes"] + warm["retr_bytes"]
+    else:
+        out["seen"] = (cold["exists"], cold["fetch_all.responses"])
+        out["search_hits"] = (cold["search_hits"], warm["search_hits"])
+        out["body_size_mismatch"] = cold["fetch_body_size_mismatch"]
+        out["body_size_mismatch"] += warm["fetch_body_size_mismatch"]
     out["uids"] = uids
     return out
 
@@ -198,6 +219,7 @@ def fmt(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workload", choices=["P1", "I1"], default="P1")
     ap.add_argument("--store", choices=["mbox", "maildir"], default="mbox")
     ap.add_argument("--targets", default="dovecot,tinymail")
     ap.add_argument("--reps", type=int, default=1)
@@ -218,32 +240,33 @@ def main(argv: list[str] | None = None) -> int:
     maildir, info = corpus_maildir(cache, a.count, a.seed + 1)
     source = corpus_mbox(cache, maildir, info) if a.store == "mbox" else maildir
     names = a.targets.split(",")
-    classes = {"dovecot": DovecotPOP3, "tinymail": TinymailPOP3}
-    workroot = Path(f"/tmp/tmbench/runs/pop3-{a.store}-{time.strftime('%Y%m%d-%H%M%S')}")
+    classes = {"dovecot": DovecotStore, "tinymail": TinymailStore}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    workroot = Path(f"/tmp/tmbench/runs/{a.workload}-{a.store}-{stamp}")
     workroot.mkdir(parents=True)
     ctx = Ctx(workroot)
     results: dict[str, list[dict]] = {n: [] for n in names}
     for rep in range(a.reps):
         for name in names:
             if name == "tinymail":
-                t = TinymailPOP3(workroot / f"{name}-{rep}", ctx, a.store, source, a.plain_users)
+                t = TinymailStore(workroot / f"{name}-{rep}", ctx, a.store, source, a.plain_users)
             else:
                 t = classes[name](workroot / f"{name}-{rep}", ctx, a.store, source)
             if why := t.unavailable():
                 print(f"# skip {name}: {why}")
                 continue
-            r = run_target(t, a.seed + 1 + rep)
+            r = run_target(t, a.seed + 1 + rep, a.workload)
             results[name].append(r)
             steps = " ".join(
                 f"{k.split('_ms')[0]}={v:.1f}" for k, v in r.items() if k.endswith("_ms")
             )
             print(f"# rep {rep + 1} {name}: {steps}", flush=True)
     ran = [n for n in names if results[n]]
-    print(f"\n### P1 on {a.store} ({a.count} messages, {a.reps} rep(s))\n")
+    print(f"\n### {a.workload} on {a.store} ({a.count} messages, {a.reps} rep(s))\n")
     print("| metric | " + " | ".join(ran) + " |")
     print("|---" * (len(ran) + 1) + "|")
     base = ran[0]
-    for key in [f"{p}.{s}_ms" for p in ("cold", "warm") for s in STEPS]:
+    for key in [f"{p}.{s}_ms" for p in ("cold", "warm") for s in STEPS[a.workload]]:
         cells = []
         for n in ran:
             cell = fmt([r[key] for r in results[n]])
@@ -254,17 +277,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {key.removesuffix('_ms').replace('.', ' ')} ms | " + " | ".join(cells) + " |")
     ok = True
     for n in ran:
-        full = all(r["uidl_lines"] == a.count for r in results[n])
+        full = all(len(r["uids"]) == a.count for r in results[n])
         ok &= full
         print(f"\n{n}: UIDL lists all {a.count} messages: {'yes' if full else 'NO'}", end="")
+        if a.workload == "I1":
+            seen = all(r["seen"] == (a.count, a.count) for r in results[n])
+            hits = all(r["search_hits"] == (info["needles"],) * 2 for r in results[n])
+            bodies = all(r["body_size_mismatch"] == 0 for r in results[n])
+            ok &= seen and hits and bodies
+            checks = f"SELECT/FETCH see all: {seen}, SEARCH finds all: {hits}"
+            print(f"; {checks}, BODY sizes match: {bodies}", end="")
     if len(ran) == 2:
         pairs = list(zip(*(results[n] for n in ran), strict=True))
         same_uids = all(x["uids"] == y["uids"] for x, y in pairs)
         ok &= same_uids
         print(f"\nsame UIDs on both (UIDL): {'yes' if same_uids else 'NO'}")
-        for n in ran:
+        for n in ran if a.workload == "P1" else ():
             print(f"{n}: RETR bytes {[r['retr_bytes'] for r in results[n]]}")
-        if a.store == "mbox":
+        if a.store == "mbox" and a.workload == "P1":
             print(
                 "(on mbox Dovecot sends mboxrd-quoted '>From ' lines as stored, tinymail unquotes)"
             )
