@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tinymail.mail.headers import (
     DEFAULT_TEXT,
@@ -35,9 +36,10 @@ from tinymail.mail.headers import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """One MIME entity. Offsets index the original raw bytes."""
+class Part(NamedTuple):
+    """One MIME entity. Offsets index the original raw bytes. (Immutable; a NamedTuple
+    rather than a frozen dataclass because a cold FETCH builds tens of thousands of them
+    and a frozen dataclass's __init__ costs several times a tuple's.)"""
 
     header_start: int
     header_end: int  # header block incl. the blank line (if there is one)
@@ -67,6 +69,13 @@ class Part:
     def is_message(self) -> bool:
         """True for a message/rfc822 part (its one child is the encapsulated message)."""
         return self.content_type == "message" and self.content_subtype == "rfc822"
+
+
+# content-id, description, encoding, disposition, disposition params, language, location, md5
+Fields = tuple[
+    bytes | None, bytes | None, str, str | None, Params, tuple[str, ...], bytes | None, bytes | None
+]
+NO_FIELDS: Fields = (None, None, "7bit", None, (), (), None, None)
 
 
 _WANTED = frozenset(
@@ -99,7 +108,7 @@ class _Node:
     header_end: int = -1
     body_start: int = -1
     body_end: int = -1
-    info: dict[bytes, bytes] = field(default_factory=dict)
+    fields: Fields = NO_FIELDS
     ctype: tuple[str, str, Params] = DEFAULT_TEXT
     children: list[_Node] = field(default_factory=list)
     boundary: bytes | None = None  # set while this multipart's boundary is active
@@ -229,11 +238,12 @@ class _Scanner:
     def _end_header(self, node: _Node, header_end: int, body_start: int) -> None:
         node.header_end, node.body_start = header_end, body_start
         if header_end - node.header_start <= _SMALL_HEADER:
-            node.info, parsed = _small_header(self.raw[node.header_start : header_end])
+            parsed, node.fields = _small_header(self.raw[node.header_start : header_end])
         else:
-            node.info = header_values(self.raw, node.header_start, header_end, _WANTED)
-            ctype = node.info.get(b"content-type")
+            info = header_values(self.raw, node.header_start, header_end, _WANTED)
+            ctype = info.get(b"content-type")
             parsed = None if ctype is None else parse_content_type(ctype)
+            node.fields = part_fields(info)
         if parsed is None:
             if node.in_digest:
                 node.ctype = ("message", "rfc822", ())
@@ -302,20 +312,21 @@ _SMALL_HEADER = 512  # octets: a part's header block this short is looked up in 
 
 
 @functools.lru_cache(maxsize=1024)
-def _small_header(block: bytes) -> tuple[dict[bytes, bytes], tuple[str, str, Params] | None]:
-    """The MIME fields of a short header block and its parsed Content-Type (None if absent).
+def _small_header(block: bytes) -> tuple[tuple[str, str, Params] | None, Fields]:
+    """The parsed Content-Type (None if absent) and the other MIME fields of a short
+    header block.
 
     Part headers repeat (`Content-Type: text/plain; charset=utf-8` and an encoding in
-    most mail): a cold FETCH of many messages parses each distinct one once. The dict
-    is shared between hits and never modified."""
+    most mail): a cold FETCH of many messages parses each distinct one once."""
     info = header_values(block, 0, len(block), _WANTED)
     ctype = info.get(b"content-type")
-    return info, None if ctype is None else parse_content_type(ctype)
+    return None if ctype is None else parse_content_type(ctype), part_fields(info)
 
 
-def header_block_end(raw: bytes) -> int:
-    """End of the top-level header block (after its empty line), by parse_structure's rules."""
-    pos, n = 0, len(raw)
+def header_block_end(raw: bytes, start: int = 0) -> int:
+    """End of the header block at `start` (after its empty line), by parse_structure's rules
+    for a block no multipart delimiter can cut (the top-level one)."""
+    pos, n = start, len(raw)
     while pos < n:
         if raw.startswith(b"\r\n", pos) or raw.startswith(b"\n", pos):  # RFC 5322 2.1
             return pos + (2 if raw[pos] == 13 else 1)
@@ -349,7 +360,7 @@ def parse_structure(raw: bytes, *, max_depth: int = 100, max_parts: int = 10_000
 
 
 def _freeze(raw: bytes, node: _Node, crlf_only: bool, has_cr: bool, children: list[Part]) -> Part:
-    kind, subtype, params = node.ctype
+    kind, subtype, _params = node.ctype
     start, end = node.body_start, node.body_end
     if kind == "message" and subtype == "rfc822" and not children:
         # Cut off inside its own header: still give the grammar its encapsulated message.
@@ -361,31 +372,54 @@ def _freeze(raw: bytes, node: _Node, crlf_only: bool, has_cr: bool, children: li
         if not crlf_only:  # bare LF is sent as CRLF, so it counts two octets
             size += newlines - (raw.count(b"\r\n", start, end) if has_cr else 0)
         lines = newlines + (1 if end > start and raw[end - 1] != 10 else 0)
-    info = node.info
+    return make_part(
+        node.header_start,
+        node.header_end,
+        start,
+        end,
+        node.ctype,
+        node.fields,
+        children,
+        size,
+        lines,
+    )
+
+
+def part_fields(info: dict[bytes, bytes]) -> Fields:
+    """The Part fields after the children, from header_values of the _WANTED names (other
+    names in `info` are ignored)."""
     disposition = (
         parse_disposition(info[b"content-disposition"]) if b"content-disposition" in info else None
     )
     encoding = info.get(b"content-transfer-encoding", b"").split(b"(", 1)[0].strip()
-    return Part(
-        header_start=node.header_start,
-        header_end=node.header_end,
-        body_start=start,
-        body_end=end,
-        content_type=kind,
-        content_subtype=subtype,
-        params=params,
-        children=tuple(children),
-        content_id=info.get(b"content-id"),
-        description=info.get(b"content-description"),
-        encoding=encoding.decode("utf-8", "surrogateescape") or "7bit",
-        disposition=disposition[0] if disposition else None,
-        disposition_params=disposition[1] if disposition else (),
-        language=parse_list(info[b"content-language"]) if b"content-language" in info else (),
-        location=info.get(b"content-location"),
-        md5=info.get(b"content-md5"),
-        size=size,
-        lines=lines,
+    return (
+        info.get(b"content-id"),
+        info.get(b"content-description"),
+        encoding.decode("utf-8", "surrogateescape") or "7bit",
+        disposition[0] if disposition else None,
+        disposition[1] if disposition else (),
+        parse_list(info[b"content-language"]) if b"content-language" in info else (),
+        info.get(b"content-location"),
+        info.get(b"content-md5"),
     )
+
+
+def make_part(
+    header_start: int,
+    header_end: int,
+    start: int,
+    end: int,
+    ctype: tuple[str, str, Params],
+    fields: Fields,
+    children: list[Part],
+    size: int,
+    lines: int,
+) -> Part:
+    """The Part of an entity whose type, fields (part_fields) and body extent are known;
+    size and lines in CRLF form."""
+    kind, subtype, params = ctype
+    return Part(header_start, header_end, start, end, kind, subtype, params, tuple(children),
+                *fields, size, lines)  # fmt: skip
 
 
 def crlf_size(raw: bytes) -> int:

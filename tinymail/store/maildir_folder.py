@@ -19,12 +19,13 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 
 from tinymail.mail.mime import crlf_size
 from tinymail.store import maildir_names as mn
 from tinymail.store import uidlist as ul
+from tinymail.store.derive_helper import SplitWork, read_open
 from tinymail.store.envcache import EnvelopeCache
 from tinymail.store.mailbox import FlagMode, Mailbox, MailboxError, View
 from tinymail.store.maildir import unique_name
@@ -126,14 +127,7 @@ class MaildirFolder(MaildirIndex):
                 return self._last[1]
         fd = self._open(uid)
         try:
-            st = os.fstat(fd)
-            want = max(st.st_size + 1, 65536)
-            data = os.read(fd, want)
-            if len(data) == want:  # a short read of a regular file is its end: else go on
-                chunks = [data]
-                while chunk := os.read(fd, want):
-                    chunks.append(chunk)
-                data = b"".join(chunks)
+            data, mtime = read_open(fd)
         finally:
             os.close(fd)
         with self._lock:
@@ -141,7 +135,7 @@ class MaildirFolder(MaildirIndex):
                 self._last = (name, data)
             msg = self._msgs.get(uid)
             if msg is not None and msg.date < 0:
-                msg.date = st.st_mtime  # INTERNALDATE, saving FETCH a stat() of its own
+                msg.date = mtime  # INTERNALDATE, saving FETCH a stat() of its own
         return data
 
     def read_header(self, uid: int) -> bytes:
@@ -184,21 +178,61 @@ class MaildirFolder(MaildirIndex):
         alone is left to envelope(), which reads only the header."""
         with self._lock:
             msg = self._get(uid)
-            base = msg.name.partition(":")[0]
-            cache = self._envelopes
-            missing = "".join(
-                k
-                for k in kinds
-                if cache.get(base, k) is None and (k != "S" or self._size_from_name(msg) < 0)
-            )
+            missing = self._missing(msg, kinds)
         if missing in ("", "E"):
             return
-        values = compute(self.read(uid), missing)
+        self._keep_derived(uid, compute(self.read(uid), missing), -1.0)
+
+    def prime_all(
+        self, uids: Sequence[int], kinds: str, compute: Callable[[bytes, str], dict[str, bytes]]
+    ) -> Generator[None, None, None]:
+        """prime() each of `uids` in order, yielding after each one, so the caller can answer
+        for it at once. A long run of uncached messages is shared with the helper process
+        (store/derive_helper.py): it computes from the back while this thread goes from
+        the front. A message gone meanwhile is skipped (the caller finds it gone)."""
+        jobs: list[tuple[str, str] | None] = []
         with self._lock:
+            for uid in uids:
+                msg = self._msgs.get(uid)
+                missing = "" if msg is None else self._missing(msg, kinds)
+                wanted = msg is not None and missing not in ("", "E")
+                jobs.append((self._file(msg), missing) if msg is not None and wanted else None)
+        split = SplitWork(jobs, compute)
+        try:
+            for k, uid in enumerate(uids):
+                got = split.take(k) if jobs[k] is not None else None
+                if got is not None:
+                    self._keep_derived(uid, *got)
+                elif jobs[k] is not None:
+                    with contextlib.suppress(MailboxError):
+                        self.prime(uid, kinds, compute)
+                yield
+        finally:
+            split.close()
+
+    def _missing(self, msg: Entry, kinds: str) -> str:
+        """The kinds of `kinds` the cache lacks for `msg` (under the lock)."""
+        base = msg.name.partition(":")[0]
+        cache = self._envelopes
+        return "".join(
+            k
+            for k in kinds
+            if cache.get(base, k) is None and (k != "S" or self._size_from_name(msg) < 0)
+        )
+
+    def _keep_derived(self, uid: int, values: dict[str, bytes], mtime: float) -> None:
+        """Cache what prime computed; `mtime` (if >= 0) is the INTERNALDATE it saw."""
+        with self._lock:
+            msg = self._msgs.get(uid)
+            if msg is None:
+                return
+            base = msg.name.partition(":")[0]
             for kind, value in values.items():
                 self._envelopes.put(base, value, kind)
             if "S" in values:
                 msg.size = int(values["S"])
+            if mtime >= 0 and msg.date < 0:
+                msg.date = mtime
 
     def _size_from_name(self, msg: Entry) -> int:
         """`,W=` of the file name (the CRLF size) remembered in the entry, or -1."""

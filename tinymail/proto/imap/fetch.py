@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, runtime_checkable
@@ -171,6 +171,17 @@ class BatchCache(Protocol):
         self, uid: int, kinds: str, compute: Callable[[bytes, str], dict[str, bytes]]
     ) -> None:
         """Cache every missing kind of `kinds` with one `compute(message, missing)`."""
+        ...
+
+
+@runtime_checkable
+class OrderedCache(Protocol):
+    """A BatchCache that can prime a whole run of messages, in order, sharing the work."""
+
+    def prime_all(
+        self, uids: Sequence[int], kinds: str, compute: Callable[[bytes, str], dict[str, bytes]]
+    ) -> Generator[None, None, None]:
+        """BatchCache.prime for each of `uids` in order, yielding once after each."""
         ...
 
 

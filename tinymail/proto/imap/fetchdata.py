@@ -13,6 +13,7 @@ Rules / theory:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from tinymail.mail.headers import (
     parse_address_list,
 )
 from tinymail.mail.mime import Part, crlf_size, header_block_end, header_values, parse_structure
+from tinymail.mail.mime_quick import quick_size, quick_structure
 from tinymail.proto.imap.quoting import QUOTED_MAX, quoted_or_literal
 
 _ENVELOPE_FIELDS = (
@@ -39,7 +41,6 @@ _ENVELOPE_FIELDS = (
     b"message-id",
 )
 _ENVELOPE_NAMES = frozenset(_ENVELOPE_FIELDS)
-_ADDRESS_FIELDS = frozenset((b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"))
 
 
 # What quoted_or_literal sends as a plain quoted string with nothing to drop or escape:
@@ -120,18 +121,46 @@ def _address_list(value: bytes) -> list[Address]:
 
 
 def _envelope(raw: bytes, start: int, end: int) -> bytes:
-    values = header_values(raw, start, end, _ENVELOPE_NAMES)
-    # Each address field serialized once; absent ones are NIL without a parse.
-    wire = {
-        name: _addresses(_address_list(values[name])) if name in values else b"NIL"
-        for name in _ADDRESS_FIELDS
-    }
+    return _envelope_of(header_values(raw, start, end, _ENVELOPE_NAMES))
+
+
+_CACHED_ADDRESS_FIELD = 256  # octets: shorter address fields are remembered (_address_field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address_field_cached(value: bytes) -> bytes:
+    return _addresses(_address_list(value))
+
+
+def _address_field(value: bytes | None) -> bytes:
+    """An address field's ENVELOPE list (NIL when absent). Senders and recipients repeat
+    from message to message, so short values are serialized once."""
+    if value is None:
+        return b"NIL"
+    if len(value) <= _CACHED_ADDRESS_FIELD:
+        return _address_field_cached(value)
+    return _addresses(_address_list(value))
+
+
+def _envelope_of(values: dict[bytes, bytes]) -> bytes:
+    """ENVELOPE from header_values of (at least) the _ENVELOPE_NAMES."""
+    get = values.get
+    sender_of = _address_field(get(b"from"))
     # RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From value.
-    for name in (b"sender", b"reply-to"):
-        if wire[name] == b"NIL":
-            wire[name] = wire[b"from"]
-    out = [wire[n] if n in wire else _nstring(values.get(n)) for n in _ENVELOPE_FIELDS]
-    return b"(" + b" ".join(out) + b")"
+    sender = _address_field(get(b"sender"))
+    reply_to = _address_field(get(b"reply-to"))
+    return b"(%s %s %s %s %s %s %s %s %s %s)" % (
+        _nstring(get(b"date")),
+        _nstring(get(b"subject")),
+        sender_of,
+        sender_of if sender == b"NIL" else sender,
+        sender_of if reply_to == b"NIL" else reply_to,
+        _address_field(get(b"to")),
+        _address_field(get(b"cc")),
+        _address_field(get(b"bcc")),
+        _nstring(get(b"in-reply-to")),
+        _nstring(get(b"message-id")),
+    )
 
 
 def envelope(raw: bytes) -> bytes:
@@ -167,18 +196,80 @@ def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
         if extensible:  # body-ext-mpart
             out += b" " + _params(part.params) + b" " + _extension(part)
         return out + b")"
+    if part.is_message:
+        return _message_body(raw, part, extensible)
+    if (
+        part.content_id is None
+        and part.description is None
+        and part.location is None
+        and sum(len(v) for _, v in (*part.params, *part.disposition_params)) < _CACHED_FIELDS
+    ):
+        # The fields around size and lines repeat from part to part: built once each.
+        head, tail = _leaf_frame(
+            part.content_type,
+            part.content_subtype,
+            part.params,
+            part.encoding,
+            part.md5,
+            part.disposition,
+            part.disposition_params,
+            part.language,
+            extensible,
+        )
+        if part.content_type == "text":
+            return b"%s %d %d%s" % (head, part.size, part.lines, tail)
+        return b"%s %d%s" % (head, part.size, tail)
+    return _message_body(raw, part, extensible)
+
+
+_CACHED_FIELDS = 512  # parameter octets: parts with fewer have their frame cached
+
+
+@functools.lru_cache(maxsize=512)
+def _leaf_frame(
+    content_type: str,
+    subtype: str,
+    params: Params,
+    encoding: str,
+    md5: bytes | None,
+    disposition: str | None,
+    disposition_params: Params,
+    language: tuple[str, ...],
+    extensible: bool,
+) -> tuple[bytes, bytes]:
+    """_leaf_head and _leaf_tail of a part with these fields (and no ID, description or
+    location)."""
+    part = Part(0, 0, 0, 0, content_type, subtype, params, (), encoding=encoding, md5=md5,
+                disposition=disposition, disposition_params=disposition_params,
+                language=language)  # fmt: skip
+    return _leaf_head(part), _leaf_tail(part, extensible)
+
+
+def _leaf_head(part: Part) -> bytes:
+    """body-type-1part up to body-fld-octets (RFC 3501 9), with the opening parenthesis."""
     params = part.params
     if part.content_type == "text" and not any(k == "charset" for k, _ in params):
         params = (("charset", "us-ascii"), *params)  # RFC 2045 5.2 default, as Dovecot sends
-    fields = b"%s %s %s %s %s %s %d" % (
+    return b"(%s %s %s %s %s %s" % (
         _text(part.content_type.upper()),
         _text(part.content_subtype.upper()),
         _params(params),
         _nstring(part.content_id),
         _nstring(part.description),
         _text(part.encoding.upper()),
-        part.size,
     )
+
+
+def _leaf_tail(part: Part, extensible: bool) -> bytes:
+    """body-ext-1part when extensible, and the closing parenthesis."""
+    if extensible:
+        return b" " + _nstring(part.md5) + b" " + _extension(part) + b")"
+    return b")"
+
+
+def _message_body(raw: bytes, part: Part, extensible: bool) -> bytes:
+    """body-type-1part of a leaf (RFC 3501 9)."""
+    fields = _leaf_head(part) + b" %d" % part.size
     if part.is_message:  # body-type-msg: envelope body body-fld-lines
         inner = part.children[0]
         fields += b" %s %s %d" % (
@@ -188,9 +279,7 @@ def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
         )
     elif part.content_type == "text":  # body-type-text: body-fld-lines
         fields += b" %d" % part.lines
-    if extensible:  # body-ext-1part
-        fields += b" " + _nstring(part.md5) + b" " + _extension(part)
-    return b"(" + fields + b")"
+    return fields + _leaf_tail(part, extensible)
 
 
 def bodystructure(raw: bytes, *, extensible: bool) -> bytes:
@@ -204,8 +293,15 @@ def derive(raw: bytes, kinds: str) -> dict[str, bytes]:
     envelope(), bodystructure() and crlf_size() give; a cold FETCH of many messages pays
     for one structure parse per message instead of one per item."""
     out: dict[str, bytes] = {}
+    values = quick = None
     if "B" in kinds or "N" in kinds:
-        root = parse_structure(raw)
+        # The common shapes by the quick scanner, with the top-level ENVELOPE fields from
+        # the same header scan; anything else by the general parser.
+        quick = quick_structure(raw, _ENVELOPE_NAMES)
+        if quick is None:
+            root = parse_structure(raw)
+        else:
+            root, values = quick
         header_end = root.header_end  # the same rule as header_block_end (mime.py)
         if "B" in kinds:
             out["B"] = _body(raw, root, True)
@@ -214,9 +310,11 @@ def derive(raw: bytes, kinds: str) -> dict[str, bytes]:
     else:
         header_end = header_block_end(raw)
     if "E" in kinds:
-        out["E"] = _envelope(raw, 0, header_end)
+        if values is None:
+            values = header_values(raw, 0, header_end, _ENVELOPE_NAMES)
+        out["E"] = _envelope_of(values)
     if "S" in kinds:
-        out["S"] = b"%d" % crlf_size(raw)
+        out["S"] = b"%d" % (crlf_size(raw) if quick is None else quick_size(raw, root))
     return out
 
 

@@ -200,34 +200,44 @@ class Selection:
         cache = cast(fetch.DerivedCache, box) if _implements(cls, fetch.DerivedCache) else None
         batch = cast(fetch.BatchCache, box) if _implements(cls, fetch.BatchCache) else None
         kinds = fetch.cached_kinds(items)
-        for i in positions:
-            uid = self.uids[i]
-            if box.flags(uid) is None:
-                continue  # expunged by another session: nothing to send (RFC 2180 4.1.2)
-            if mark_seen and "\\Seen" not in (box.flags(uid) or ()):
-                for u, (_flags, seq) in box.store_flags(
-                    [uid], frozenset({"\\Seen"}), FlagMode.ADD
-                ).items():
-                    self.own[u] = seq
-            if batch is not None and kinds:
+        primed = None
+        if kinds and batch is not None and _implements(cls, fetch.OrderedCache):
+            run = [self.uids[i] for i in positions]
+            primed = cast(fetch.OrderedCache, box).prime_all(run, kinds, fetchdata.derive)
+        try:
+            for i in positions:
+                uid = self.uids[i]
+                if primed is not None:
+                    next(primed, None)  # this message's cached items are ready
+                if box.flags(uid) is None:
+                    continue  # expunged by another session: nothing to send (RFC 2180 4.1.2)
+                if mark_seen and "\\Seen" not in (box.flags(uid) or ()):
+                    for u, (_flags, seq) in box.store_flags(
+                        [uid], frozenset({"\\Seen"}), FlagMode.ADD
+                    ).items():
+                        self.own[u] = seq
+                if batch is not None and kinds and primed is None:
+                    try:
+                        batch.prime(uid, kinds, fetchdata.derive)
+                    except MailboxError:
+                        continue  # vanished meanwhile
+                data = fetch.MessageData(
+                    uid=uid,
+                    flags=partial(self._flags, uid),
+                    size=partial(box.size, uid),
+                    internal_date=partial(box.internal_date, uid),
+                    envelope=partial(box.envelope, uid, fetchdata.envelope),
+                    message=partial(box.read, uid),
+                    structure=None if cache is None else partial(_structure, cache, uid),
+                )
                 try:
-                    batch.prime(uid, kinds, fetchdata.derive)
+                    line = fetch.build_response(i + 1, items, data, by_uid)
                 except MailboxError:
-                    continue  # vanished meanwhile
-            data = fetch.MessageData(
-                uid=uid,
-                flags=partial(self._flags, uid),
-                size=partial(box.size, uid),
-                internal_date=partial(box.internal_date, uid),
-                envelope=partial(box.envelope, uid, fetchdata.envelope),
-                message=partial(box.read, uid),
-                structure=None if cache is None else partial(_structure, cache, uid),
-            )
-            try:
-                line = fetch.build_response(i + 1, items, data, by_uid)
-            except MailboxError:
-                continue  # vanished between the check and the read
-            yield line
+                    continue  # vanished between the check and the read
+                yield line
+        finally:
+            if primed is not None:
+                primed.close()  # hands the helper process back (derive_helper)
 
     def do_store(
         self, seqset: SeqSet, mode: FlagMode, flags: frozenset[str], silent: bool, by_uid: bool
