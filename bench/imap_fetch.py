@@ -151,6 +151,8 @@ def one_rep(maildir: Path, save: Path | None, seed: int) -> dict[str, float]:
             proc.terminate()
             proc.wait(20)
     finally:
+        if os.environ.get("IMAP_FETCH_LOG"):
+            shutil.copy(work / "serve.log", os.environ["IMAP_FETCH_LOG"])
         shutil.rmtree(work, ignore_errors=True)
 
 

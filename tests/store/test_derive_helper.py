@@ -27,71 +27,90 @@ def _files(tmp_path: Path, count: int) -> list[Path]:
     return paths
 
 
-def _run(split: dh.SplitWork, paths: list[Path]) -> tuple[list[dict[str, bytes]], int]:
-    """Take every job in order as a caller does; (values per job, how many the helper gave)."""
-    out, helped = [], 0
-    try:
-        for k, path in enumerate(paths):
-            got = split.take(k)
-            if got is None:
-                out.append(derive(path.read_bytes(), "EBS"))
-            else:
-                helped += 1
-                assert got[1] == os.stat(path).st_mtime
-                out.append(got[0])
-    finally:
-        split.close()
-    return out, helped
+class Caller:
+    """A SplitWork caller that derives the jobs it must do itself and counts them."""
+
+    def __init__(self, paths: list[Path], jobs: list[tuple[str, str] | None] | None = None) -> None:
+        self.paths = paths
+        self.jobs = jobs if jobs is not None else [(str(p), "EBS") for p in paths]
+        self.values: dict[int, dict[str, bytes]] = {}
+        self.helped = 0
+
+    def local(self, k: int) -> None:
+        assert k not in self.values
+        self.values[k] = derive(self.paths[k].read_bytes(), "EBS")
+
+    def keep(self, k: int, result: tuple[dict[str, bytes], float]) -> None:
+        assert k not in self.values
+        assert result[1] == os.stat(self.paths[k]).st_mtime
+        self.helped += 1
+        self.values[k] = result[0]
+
+    def split(self, helper: dh.Helper, min_jobs: int = 10) -> dh.SplitWork:
+        return dh.SplitWork(self.jobs, derive, self.local, self.keep, helper, min_jobs)
+
+    def run(self, split: dh.SplitWork) -> list[dict[str, bytes]]:
+        """ensure() each job in order; each must be done when it returns."""
+        try:
+            for k in range(len(self.jobs)):
+                split.ensure(k)
+                assert self.jobs[k] is None or k in self.values
+        finally:
+            split.close()
+        return [self.values[k] for k in range(len(self.jobs)) if self.jobs[k] is not None]
 
 
 def test_helper_and_caller_share_the_jobs(tmp_path: Path) -> None:
     paths = _files(tmp_path, 400)
+    expected = [derive(p.read_bytes(), "EBS") for p in paths]
     helper = dh.Helper()
     try:
-        jobs = [(str(p), "EBS") for p in paths]
-        values, helped = _run(dh.SplitWork(jobs, derive, helper, min_jobs=10), paths)
-        assert values == [derive(p.read_bytes(), "EBS") for p in paths]
-        assert 0 < helped < len(paths)  # both did some: the caller the front, the helper the back
-        # the helper is reused, and answers a second run the same way
-        values2, _ = _run(dh.SplitWork(jobs, derive, helper, min_jobs=10), paths)
-        assert values2 == values
+        caller = Caller(paths)
+        assert caller.run(caller.split(helper)) == expected
+        assert 0 < caller.helped < len(paths)  # both did some
+        again = Caller(paths)  # the helper is reused, and gives the same answers
+        assert again.run(again.split(helper)) == expected
     finally:
         helper.stop()
 
 
 def test_small_batches_and_busy_helpers_are_done_by_the_caller(tmp_path: Path) -> None:
     paths = _files(tmp_path, 40)
-    jobs = [(str(p), "EBS") for p in paths]
+    expected = [derive(p.read_bytes(), "EBS") for p in paths]
     helper = dh.Helper()
-    split = dh.SplitWork(jobs, derive, helper, min_jobs=100)
+    caller = Caller(paths)
+    split = caller.split(helper, min_jobs=100)
     assert not split.active and helper.proc is None
+    assert caller.run(split) == expected and caller.helped == 0
     assert helper.lock.acquire()  # another session has it
     try:
-        split = dh.SplitWork(jobs, derive, helper, min_jobs=1)
+        caller = Caller(paths)
+        split = caller.split(helper, min_jobs=1)
         assert not split.active
-        values, helped = _run(split, paths)
-        assert helped == 0 and values == [derive(p.read_bytes(), "EBS") for p in paths]
+        assert caller.run(split) == expected and caller.helped == 0
     finally:
         helper.lock.release()
     # a function the helper cannot import by name is never sent to it
-    split = dh.SplitWork(jobs, lambda raw, kinds: derive(raw, kinds), helper, min_jobs=1)
+    split = dh.SplitWork(caller.jobs, lambda r, k: derive(r, k), caller.local, caller.keep, helper)
     assert not split.active
 
 
 def test_a_missing_file_is_left_to_the_caller(tmp_path: Path) -> None:
     paths = _files(tmp_path, 300)
     jobs: list[tuple[str, str] | None] = [(str(p), "EBS") for p in paths]
-    jobs[-1] = (str(tmp_path / "gone"), "EBS")  # renamed away: the helper cannot read it
-    jobs[-2] = None  # nothing to compute for this one
+    for k in range(0, 300, 7):
+        jobs[k] = (str(tmp_path / "gone"), "EBS")  # renamed away: the helper cannot read it
+        paths[k].unlink()
+        paths[k].symlink_to(paths[k + 1])  # what the caller then reads instead
+    for k in range(3, 300, 11):
+        jobs[k] = None  # nothing to compute for these
     helper = dh.Helper()
     try:
-        split = dh.SplitWork(jobs, derive, helper, min_jobs=10)
-        assert split.take(0) is None
-        assert split.take(len(jobs) - 2) is None
-        assert split.take(len(jobs) - 1) is None
-        got = split.take(len(jobs) - 3)
-        assert got is not None and got[0] == derive(paths[-3].read_bytes(), "EBS")
-        split.close()
+        caller = Caller(paths, jobs)
+        values = caller.run(caller.split(helper))
+        wanted = [p for p, j in zip(paths, jobs, strict=True) if j is not None]
+        assert values == [derive(p.read_bytes(), "EBS") for p in wanted]
+        assert caller.helped > 0 and all(k not in caller.values for k in range(3, 300, 11))
         assert helper.lock.acquire(blocking=False)  # closed: free for the next one
         helper.lock.release()
     finally:
@@ -100,22 +119,26 @@ def test_a_missing_file_is_left_to_the_caller(tmp_path: Path) -> None:
 
 def test_a_dead_helper_leaves_everything_to_the_caller(tmp_path: Path) -> None:
     paths = _files(tmp_path, 300)
-    jobs = [(str(p), "EBS") for p in paths]
+    expected = [derive(p.read_bytes(), "EBS") for p in paths]
     helper = dh.Helper()
     try:
-        split = dh.SplitWork(jobs, derive, helper, min_jobs=10)
-        assert split.take(0) is None  # requests are out
+        caller = Caller(paths)
+        split = caller.split(helper)
+        split.ensure(0)  # requests are out
         assert helper.proc is not None
         os.kill(helper.proc.pid, signal.SIGKILL)
         helper.proc.wait()
-        values, _ = _run(split, paths)  # take(0) again is harmless
-        assert values == [derive(p.read_bytes(), "EBS") for p in paths]
+        for k in range(1, len(paths)):
+            split.ensure(k)
+        split.close()
+        assert [caller.values[k] for k in range(len(paths))] == expected
         assert not split.active and helper.proc is None
         assert helper.lock.acquire(blocking=False)
         helper.lock.release()
-        split = dh.SplitWork(jobs, derive, helper, min_jobs=10)  # a new one is started
+        caller = Caller(paths)
+        split = caller.split(helper)  # a new one is started
         assert split.active
-        assert _run(split, paths)[0] == values
+        assert caller.run(split) == expected
     finally:
         helper.stop()
 

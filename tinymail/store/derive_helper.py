@@ -9,10 +9,11 @@ Rules / theory:
   (another session holds it, no second CPU, a start or pipe failure) computes everything
   itself: the helper is only ever a speed-up, and every answer it gives is one the
   caller would have computed (same function, same bytes, same interpreter and code).
-- The caller works through its jobs in order from the front and hands the helper chunks
-  from the back, at most DEPTH chunks outstanding; where the two meet it waits for the
-  helper's last chunks. Both cores stay busy to the end, and the caller's answers (in
-  order, as FETCH must send them) never wait for the helper before the meeting point.
+- The caller needs its jobs done in order (FETCH answers in order). The helper always
+  has DEPTH chunks of the next jobs nobody has taken; when the caller reaches a job
+  whose answer is not in yet, it does the first job nobody has (a "steal", kept for
+  later) instead of waiting. So both cores stay busy to the end, whichever is faster,
+  and the caller also keeps and answers the helper's results while the helper works.
 - Frames are a 4-byte big-endian length and a marshal blob (builtin types only; both
   ends run the same interpreter). A request is (id, "module:function", [(k, path,
   kinds)]); the answer is (id, [(k, values or None, mtime)]). The helper opens the file
@@ -241,34 +242,36 @@ def _cpus() -> int:
 
 
 class SplitWork:
-    """Jobs 0..n-1, taken in order by the caller (take(k) with k = 0, 1, 2...), shared
-    with the helper process: see the module comment. A job is (path, kinds) or None
-    (nothing to compute)."""
+    """Jobs 0..n-1 that the caller needs done in order (ensure(k) for k = 0, 1, 2...),
+    shared with the helper process: see the module comment. A job is (path, kinds) or
+    None (nothing to compute). `local(k)` computes and keeps job k in the caller;
+    `keep(k, result)` keeps the helper's answer for it."""
 
     def __init__(
         self,
         jobs: Sequence[tuple[str, str] | None],
         compute: Compute,
+        local: Callable[[int], None],
+        keep: Callable[[int, Result], None],
         helper: Helper | None = None,
         min_jobs: int = MIN_JOBS,
     ) -> None:
         self.jobs = jobs
-        self.hi = len(jobs)  # jobs from hi on are the helper's
+        self._local, self._keep = local, keep
+        self._frontier = 0  # jobs from here on are neither the helper's nor done
+        self._stolen: set[int] = set()  # done by the caller ahead of its turn
         self._helper: Helper | None = None
         self._ref = function_ref(compute)
-        self._sent: deque[tuple[int, int]] = deque()  # (request id, first job) outstanding
+        self._sent: deque[int] = deque()  # request ids outstanding, oldest first
         self._done: dict[int, Result | None] = {}
         real = sum(1 for j in jobs if j is not None)
         if self._ref is None or real < min_jobs or _cpus() < 2:
-            self.hi = -1
             return
         helper = _HELPER if helper is None else helper
         if not helper.lock.acquire(blocking=False):
-            self.hi = -1  # another session has it: compute here
-            return
+            return  # another session has it: everything is done here
         if not helper.start():
             helper.lock.release()
-            self.hi = -1
             return
         self._helper = helper
 
@@ -277,33 +280,52 @@ class SplitWork:
         """True while the helper takes part."""
         return self._helper is not None
 
-    def take(self, k: int) -> Result | None:
-        """The helper's answer for job k, or None: compute it yourself."""
+    def ensure(self, k: int) -> None:
+        """Job k is done (kept) when this returns. While the helper's answer for it is
+        still on its way, the caller does jobs past the helper's instead of waiting."""
+        if self.jobs[k] is None or k in self._stolen:
+            return
+        if self._helper is not None and self._collect(0.0):
+            if k >= self._frontier:  # nobody has it: the caller's, the helper gets the next
+                self._frontier = k + 1
+            else:  # the helper's: until its answer is in, do jobs nobody has yet
+                while k not in self._done and self._sent:
+                    if not self._steal() and not self._collect(WAIT_LIMIT):
+                        break
+                    self._hand_out()
+            self._hand_out()
         if k in self._done:
-            return self._done.pop(k)
-        if self._helper is None or self.jobs[k] is None:
-            return None
-        if k < self.hi:  # the caller's part: keep the helper fed meanwhile
-            if self._collect(0.0):
-                self._hand_out(k + 1)
-            return None
-        while k not in self._done and self._sent and self._collect(WAIT_LIMIT):
-            pass
-        return self._done.pop(k, None)
+            result = self._done.pop(k)
+            if result is not None:
+                self._keep(k, result)
+                return
+        self._local(k)  # the caller's turn, an unreadable file, or no helper (left)
 
-    def _hand_out(self, front: int) -> None:
-        """Give the helper chunks from the back while the gap before them stays open."""
+    def _steal(self) -> bool:
+        """Do the first job nobody has yet; False if there is none."""
+        while self._frontier < len(self.jobs):
+            j = self._frontier
+            self._frontier += 1
+            if self.jobs[j] is not None:
+                self._local(j)
+                self._stolen.add(j)
+                self._collect(0.0)
+                return True
+        return False
+
+    def _hand_out(self) -> None:
+        """Keep DEPTH chunks with the helper, taken from the frontier."""
         helper, ref = self._helper, self._ref
         if helper is None or ref is None:
             return
-        while len(self._sent) < DEPTH and self.hi - CHUNK > front:
-            start = self.hi - CHUNK
-            batch = [(k, *job) for k in range(start, self.hi) if (job := self.jobs[k]) is not None]
-            self.hi = start
+        while len(self._sent) < DEPTH and self._frontier < len(self.jobs):
+            start, end = self._frontier, min(self._frontier + CHUNK, len(self.jobs))
+            self._frontier = end
+            batch = [(k, *job) for k in range(start, end) if (job := self.jobs[k]) is not None]
             if not batch:
                 continue
             try:
-                self._sent.append((helper.send(ref, batch), start))
+                self._sent.append(helper.send(ref, batch))
             except OSError:
                 self._fail()
                 return
@@ -321,7 +343,7 @@ class SplitWork:
             self._fail()
             return False
         for req_id, answers in frames:
-            if self._sent and self._sent[0][0] == req_id:
+            if self._sent and self._sent[0] == req_id:
                 self._sent.popleft()
             for k, values, mtime in answers:
                 self._done[k] = None if values is None else (cast(dict[str, bytes], values), mtime)

@@ -62,20 +62,32 @@ class EnvelopeCache:
 
     def get(self, base: str, kind: str = "E") -> bytes | None:
         """The cached bytes of this kind for a message, if any."""
-        if self._data is None:
-            self._data = self._load()
-        return self._data[kind].get(base)
+        data = self._data if self._data is not None else self._loaded()
+        return data[kind].get(base)
+
+    def missing(self, base: str, kinds: str) -> str:
+        """Those of `kinds` not cached for a message (what get() would answer None for)."""
+        data = self._data if self._data is not None else self._loaded()
+        return "".join(k for k in kinds if base not in data[k])
 
     def put(self, base: str, value: bytes, kind: str = "E") -> None:
         """Remember a value; written to disk in batches (see flush)."""
-        if self._data is None:
-            self._data = self._load()
+        self.put_all(base, {kind: value})
+
+    def put_all(self, base: str, values: dict[str, bytes]) -> None:
+        """put() each kind -> value of `values` (one message's, from one parse)."""
+        data = self._data if self._data is not None else self._loaded()
         if " " in base or "\n" in base:
             return  # cannot be a record key; simply not cached
-        self._data[kind][base] = value
-        self._pending.append((kind, base, value))
+        for kind, value in values.items():
+            data[kind][base] = value
+            self._pending.append((kind, base, value))
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
+
+    def _loaded(self) -> dict[str, dict[str, bytes]]:
+        self._data = self._load()
+        return self._data
 
     def flush(self) -> None:
         """Append pending records in one write (a lost batch only costs recomputation)."""

@@ -188,8 +188,9 @@ class MaildirFolder(MaildirIndex):
     ) -> Generator[None, None, None]:
         """prime() each of `uids` in order, yielding after each one, so the caller can answer
         for it at once. A long run of uncached messages is shared with the helper process
-        (store/derive_helper.py): it computes from the back while this thread goes from
-        the front. A message gone meanwhile is skipped (the caller finds it gone)."""
+        (store/derive_helper.py): it takes chunks ahead of this thread, which answers in
+        order and meanwhile computes messages past the helper's. A message gone meanwhile
+        is skipped (the caller finds it gone)."""
         jobs: list[tuple[str, str] | None] = []
         with self._lock:
             for uid in uids:
@@ -197,28 +198,30 @@ class MaildirFolder(MaildirIndex):
                 missing = "" if msg is None else self._missing(msg, kinds)
                 wanted = msg is not None and missing not in ("", "E")
                 jobs.append((self._file(msg), missing) if msg is not None and wanted else None)
-        split = SplitWork(jobs, compute)
+
+        def local(k: int) -> None:
+            job = jobs[k]
+            assert job is not None  # SplitWork asks only for real jobs
+            with contextlib.suppress(MailboxError):  # gone: the caller finds it gone
+                self._keep_derived(uids[k], compute(self.read(uids[k]), job[1]), -1.0)
+
+        def keep(k: int, result: tuple[dict[str, bytes], float]) -> None:
+            self._keep_derived(uids[k], *result)
+
+        split = SplitWork(jobs, compute, local, keep)
         try:
-            for k, uid in enumerate(uids):
-                got = split.take(k) if jobs[k] is not None else None
-                if got is not None:
-                    self._keep_derived(uid, *got)
-                elif jobs[k] is not None:
-                    with contextlib.suppress(MailboxError):
-                        self.prime(uid, kinds, compute)
+            for k in range(len(uids)):
+                split.ensure(k)
                 yield
         finally:
             split.close()
 
     def _missing(self, msg: Entry, kinds: str) -> str:
         """The kinds of `kinds` the cache lacks for `msg` (under the lock)."""
-        base = msg.name.partition(":")[0]
-        cache = self._envelopes
-        return "".join(
-            k
-            for k in kinds
-            if cache.get(base, k) is None and (k != "S" or self._size_from_name(msg) < 0)
-        )
+        missing = self._envelopes.missing(msg.name.partition(":")[0], kinds)
+        if "S" in missing and self._size_from_name(msg) >= 0:
+            missing = missing.replace("S", "")
+        return missing
 
     def _keep_derived(self, uid: int, values: dict[str, bytes], mtime: float) -> None:
         """Cache what prime computed; `mtime` (if >= 0) is the INTERNALDATE it saw."""
@@ -226,9 +229,7 @@ class MaildirFolder(MaildirIndex):
             msg = self._msgs.get(uid)
             if msg is None:
                 return
-            base = msg.name.partition(":")[0]
-            for kind, value in values.items():
-                self._envelopes.put(base, value, kind)
+            self._envelopes.put_all(msg.name.partition(":")[0], values)
             if "S" in values:
                 msg.size = int(values["S"])
             if mtime >= 0 and msg.date < 0:
