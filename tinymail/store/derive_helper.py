@@ -285,7 +285,7 @@ class SplitWork:
         still on its way, the caller does jobs past the helper's instead of waiting."""
         if self.jobs[k] is None or k in self._stolen:
             return
-        if self._helper is not None and self._collect(0.0):
+        if self._helper is not None and (k in self._done or self._collect(0.0)):
             if k >= self._frontier:  # nobody has it: the caller's, the helper gets the next
                 self._frontier = k + 1
             else:  # the helper's: until its answer is in, do jobs nobody has yet

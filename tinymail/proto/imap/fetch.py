@@ -15,13 +15,14 @@ Rules:
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-from tinymail.proto.imap.fetchdata import Section, bodystructure, envelope, section_bytes
+from tinymail.proto.imap.fetchdata import Section, bodystructure, envelope, section_bytes, to_crlf
 from tinymail.proto.imap.parse import Atom, PList, Token
 from tinymail.proto.imap.quoting import literal
 
@@ -91,8 +92,19 @@ def _section(spec: str) -> tuple[Section, str]:
 
 def parse_items(arg: Token) -> list[FetchItem]:
     """The attribute list of a FETCH command (one atom, a macro or a parenthesized list)."""
+    if isinstance(arg, PList) and len(arg.items) > _CACHED_ITEMS:
+        return list(_parse_items.__wrapped__(arg))
+    return list(_parse_items(arg))
+
+
+_CACHED_ITEMS = 32  # attributes: longer lists are parsed each time, never kept
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_items(arg: Token) -> tuple[FetchItem, ...]:
+    # Clients send the same few lists over and over (one FETCH per message for bodies).
     if isinstance(arg, Atom) and arg.text.upper() in _MACROS:
-        return list(_MACROS[arg.text.upper()])
+        return _MACROS[arg.text.upper()]
     tokens = arg.items if isinstance(arg, PList) else (arg,)
     if not tokens:
         raise FetchSyntaxError("empty FETCH attribute list")
@@ -115,7 +127,7 @@ def parse_items(arg: Token) -> list[FetchItem]:
                 raise FetchSyntaxError("zero partial size")
             partial = (int(match.group(3)), size)
         items.append(BodyItem(f"BODY[{label}]", section, match.group(1).upper() != "BODY", partial))
-    return items
+    return tuple(items)
 
 
 def sets_seen(items: list[FetchItem]) -> bool:
@@ -131,13 +143,6 @@ def needs_message(items: list[FetchItem]) -> bool:
 
 
 _FULL_NEEDED = frozenset(("BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT"))
-
-
-def to_crlf(data: bytes) -> bytes:
-    """LF line ends (as stored) to CRLF (as served); CRLF input stays unchanged."""
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def format_date(when: float) -> bytes:
@@ -212,9 +217,12 @@ class MessageData:
     structure: Callable[[bool], bytes] | None = None
 
 
+_WHOLE = Section()
+
+
 def _body_item(item: BodyItem, raw: bytes) -> bytes:
     # BODY[] needs no structure parse
-    data = to_crlf(raw) if item.section == Section() else section_bytes(raw, item.section)
+    data = to_crlf(raw) if item.section == _WHOLE else section_bytes(raw, item.section)
     label = item.label.encode()
     if item.partial is not None:
         origin, size = item.partial

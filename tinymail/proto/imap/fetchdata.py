@@ -348,8 +348,11 @@ def _select(root: Part, numbers: tuple[int, ...]) -> Part | None:
     return cur
 
 
-def _crlf(data: bytes) -> bytes:
-    """Bare LF becomes CRLF so served bytes match the advertised sizes."""
+def to_crlf(data: bytes) -> bytes:
+    """LF line ends (as stored) to CRLF (as served), so served bytes match the advertised
+    sizes; CRLF input stays unchanged."""
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n")  # the usual stored form: one pass
     if data.count(b"\n") == data.count(b"\r\n"):
         return data
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -374,20 +377,20 @@ def section_bytes(raw: bytes, section: Section) -> bytes:
     text = section.text
     if text is None:
         if not section.part:
-            return _crlf(raw)
-        return _crlf(raw[target.body_start : target.body_end])
+            return to_crlf(raw)
+        return to_crlf(raw[target.body_start : target.body_end])
     if text == "MIME":
         if not section.part:
             return b""
-        return _crlf(raw[target.header_start : target.header_end])
+        return to_crlf(raw[target.header_start : target.header_end])
     if section.part:  # HEADER*/TEXT of a part address its encapsulated message
         if not target.is_message:
             return b""
         target = target.children[0]
     if text == "TEXT":
-        return _crlf(raw[target.body_start : target.body_end])
+        return to_crlf(raw[target.body_start : target.body_end])
     if text == "HEADER":
-        return _crlf(raw[target.header_start : target.header_end])
+        return to_crlf(raw[target.header_start : target.header_end])
     if text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        return _crlf(_header_fields(raw, target, section.fields, text == "HEADER.FIELDS"))
+        return to_crlf(_header_fields(raw, target, section.fields, text == "HEADER.FIELDS"))
     return b""
