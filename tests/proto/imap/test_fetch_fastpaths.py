@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tinymail.mail.headers import first_values, parse_address_list
 from tinymail.mail.mime import _WANTED, crlf_size, header_block_end, header_values
-from tinymail.proto.imap.fetch import format_date
+from tinymail.proto.imap.fetch import format_date, parse_items
 from tinymail.proto.imap.fetchdata import (
     _ENVELOPE_NAMES,
     _address_list,
@@ -24,7 +24,9 @@ from tinymail.proto.imap.fetchdata import (
     bodystructure,
     derive,
     envelope,
+    to_crlf,
 )
+from tinymail.proto.imap.parse import Atom, PList
 from tinymail.proto.imap.quoting import quoted_or_literal
 from tinymail.store.envcache import CACHE_FILE
 from tinymail.store.maildir import deliver
@@ -242,3 +244,20 @@ def test_format_date_equals_strftime(when: float) -> None:
     ]
     expected = f'"{d.day:2d}-{month}-{d.year:04d} {d:%H:%M:%S} +0000"'.encode()
     assert format_date(when) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\n\r"]), max_size=20).map(b"".join))
+def test_to_crlf_equals_the_two_pass_rule(data: bytes) -> None:
+    expected = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert to_crlf(data) == expected
+
+
+def test_parsed_attribute_lists_are_shared_but_not_mutable() -> None:
+    arg = PList((Atom("UID"), Atom("BODY.PEEK[]")))
+    first = parse_items(arg)
+    first.append("FLAGS")  # a caller's change must not reach the next command
+    assert parse_items(arg) == ["UID", parse_items(arg)[1]] and len(parse_items(arg)) == 2
+    long = PList(tuple(Atom(a) for a in ["UID", "FLAGS"] * 20))  # past the cached size
+    assert parse_items(long) == ["UID", "FLAGS"] * 20
+    assert parse_items(Atom("fast")) == ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]
