@@ -232,3 +232,14 @@ def test_a_cold_fetch_answers_as_without_any_cache(tmp_path: Path) -> None:
         )
         expected.append(fetch.build_response(seq, items, data, False))
     assert got == expected
+
+
+def test_warm_up_starts_the_shared_helper_only_for_a_large_run() -> None:
+    dh._HELPER.stop()
+    dh.warm_up(dh.MIN_JOBS - 1)
+    assert dh._HELPER.proc is None
+    with dh._HELPER.lock:  # in use by another session: left alone
+        dh.warm_up(dh.MIN_JOBS)
+    assert dh._HELPER.proc is None
+    dh.warm_up(dh.MIN_JOBS)
+    assert (dh._HELPER.proc is not None) == (dh._cpus() > 1)

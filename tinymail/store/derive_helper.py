@@ -241,6 +241,16 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def warm_up(jobs: int) -> None:
+    """Start the helper process now if a SplitWork of `jobs` jobs will want it (and no one
+    is using it), so its start overlaps the caller's own preparation."""
+    if jobs >= MIN_JOBS and _cpus() > 1 and _HELPER.lock.acquire(blocking=False):
+        try:
+            _HELPER.start()
+        finally:
+            _HELPER.lock.release()
+
+
 class SplitWork:
     """Jobs 0..n-1 that the caller needs done in order (ensure(k) for k = 0, 1, 2...),
     shared with the helper process: see the module comment. A job is (path, kinds) or

@@ -68,7 +68,7 @@ class EnvelopeCache:
     def missing(self, base: str, kinds: str) -> str:
         """Those of `kinds` not cached for a message (what get() would answer None for)."""
         data = self._data if self._data is not None else self._loaded()
-        return "".join(k for k in kinds if base not in data[k])
+        return "".join([k for k in kinds if base not in data[k]])
 
     def put(self, base: str, value: bytes, kind: str = "E") -> None:
         """Remember a value; written to disk in batches (see flush)."""

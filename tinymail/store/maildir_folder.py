@@ -25,7 +25,7 @@ from pathlib import Path
 from tinymail.mail.mime import crlf_size
 from tinymail.store import maildir_names as mn
 from tinymail.store import uidlist as ul
-from tinymail.store.derive_helper import SplitWork, read_open
+from tinymail.store.derive_helper import SplitWork, read_open, warm_up
 from tinymail.store.envcache import EnvelopeCache
 from tinymail.store.mailbox import FlagMode, Mailbox, MailboxError, View
 from tinymail.store.maildir import unique_name
@@ -191,6 +191,7 @@ class MaildirFolder(MaildirIndex):
         (store/derive_helper.py): it takes chunks ahead of this thread, which answers in
         order and meanwhile computes messages past the helper's. A message gone meanwhile
         is skipped (the caller finds it gone)."""
+        warm_up(len(uids))  # the helper starts while the jobs are listed
         jobs: list[tuple[str, str] | None] = []
         with self._lock:
             for uid in uids:
@@ -219,7 +220,10 @@ class MaildirFolder(MaildirIndex):
     def _missing(self, msg: Entry, kinds: str) -> str:
         """The kinds of `kinds` the cache lacks for `msg` (under the lock)."""
         missing = self._envelopes.missing(msg.name.partition(":")[0], kinds)
-        if "S" in missing and self._size_from_name(msg) >= 0:
+        # (no ",W=" in the name: _size_from_name would parse it for nothing)
+        if "S" in missing and (
+            msg.size >= 0 or (",W=" in msg.name and self._size_from_name(msg) >= 0)
+        ):
             missing = missing.replace("S", "")
         return missing
 
