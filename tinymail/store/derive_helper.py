@@ -29,6 +29,7 @@ import importlib
 import marshal
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -116,6 +117,7 @@ def _write_all(fd: int, data: bytes) -> None:
 def serve(idle_exit: float = IDLE_EXIT) -> None:
     """The helper's main loop (run in the child process): requests on fd 0, answers on
     the original fd 1; anything printed goes to stderr, never into the answers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C at the server's terminal is its job
     out_fd = os.dup(1)
     os.dup2(2, 1)
     functions: dict[str, Compute] = {}
