@@ -176,7 +176,7 @@ def test_prime_all_fills_the_cache_with_the_helper(tmp_path: Path) -> None:
         assert dh._HELPER.proc is not None  # it took part
     for uid, n in zip(uids, range(count), strict=True):
         expected = derive(_message(n), "EBS")
-        base = box._msgs[uid].name.partition(":")[0]
+        base = box._msgs[uid][0].partition(":")[0]
         assert (box._envelopes.get(base, "E"), box._envelopes.get(base, "B")) == (
             expected["E"],
             expected["B"],
@@ -190,7 +190,7 @@ def test_prime_all_fills_the_cache_with_the_helper(tmp_path: Path) -> None:
 
 def _jobs_of(box: MaildirFolder, uids: tuple[int, ...]) -> list[str | None]:
     with box._lock:
-        return [box._missing(box._msgs[uid], "EBS") or None for uid in uids]
+        return [box._missing(uid, "EBS") or None for uid in uids]
 
 
 def test_a_cold_fetch_answers_as_without_any_cache(tmp_path: Path) -> None:

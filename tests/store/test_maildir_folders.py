@@ -1,3 +1,4 @@
+import gc
 import os
 import tempfile
 import threading
@@ -73,6 +74,40 @@ def test_recent_claimed_by_exactly_one(store: MaildirStore) -> None:
     assert b.sync(claim_recent=False).recent == frozenset()
     assert b.sync(claim_recent=True).recent == {4}
     assert a.sync(claim_recent=True).recent == frozenset()
+
+
+def test_first_scan_is_not_repeated_by_the_next_sync(store: MaildirStore) -> None:
+    """The first scan writes the uidlist and moves new/ to cur/; those are its own changes,
+    so the next command finds nothing to rescan, while a later delivery is still seen."""
+    for i in range(3):
+        deliver([store.root], msg(i))
+    box = fresh(store)
+    assert box.sync(claim_recent=True).recent == {1, 2, 3}
+    listings = []
+    listing = box._listing
+
+    def counted() -> dict[str, tuple[str, bool, str]]:
+        listings.append(1)
+        return listing()
+
+    box._listing = counted  # type: ignore[method-assign]
+    box.sync(claim_recent=True)
+    box.sync(claim_recent=False)
+    assert listings == []
+    deliver([store.root], msg(3))
+    assert box.sync(claim_recent=True).uids == (1, 2, 3, 4) and listings
+
+
+def test_scan_keeps_nothing_for_the_collector_to_walk(store: MaildirStore) -> None:
+    """Per-message state is plain tuples of atoms, which CPython stops tracking: a folder of
+    100,000 messages adds nothing to the work of a full collection."""
+    for i in range(3):
+        deliver([store.root], msg(i))
+    box = fresh(store)
+    box.sync(claim_recent=True)
+    box.store_flags([2], frozenset({"\\Seen"}), FlagMode.ADD)
+    gc.collect()
+    assert len(box._msgs) == 3 and not any(gc.is_tracked(e) for e in box._msgs.values())
 
 
 def test_sizes_dates_header(store: MaildirStore) -> None:
@@ -372,7 +407,6 @@ def test_quiet_hold_refuses_a_changed_folder_and_skips_rescans(tmp_path: Path) -
     deliver([tmp_path], b"Subject: 1\n\nx\n")
     folder = store.open("INBOX")
     folder.sync(claim_recent=False)
-    folder.sync(claim_recent=False)  # the first scan wrote the uidlist: settle the stamp
     assert folder.try_hold(quiet=True)
     deliver([tmp_path], b"Subject: 2\n\nx\n")
     assert len(folder.sync(claim_recent=False).uids) == 1  # held: no rescan

@@ -42,8 +42,7 @@ def test_reads_version1(tmp_path: Path) -> None:
 def test_incremental_read_and_half_line(tmp_path: Path) -> None:
     path = tmp_path / ul.UIDLIST
     first = ul.UidList(uidvalidity=9, guid="00")
-    ul.rewrite(path, first, {})
-    ul.append(path, first, [(1, "", "x:2,S"), (2, "", "y")])
+    ul.assign(path, first, ["x", "y"])
     seen = ul.read(path)
     assert seen is not None and set(seen.records) == {"x", "y"}
     with open(path, "a") as f:
@@ -58,12 +57,38 @@ def test_incremental_read_and_half_line(tmp_path: Path) -> None:
 def test_rewrite_drops_missing_and_keeps_next_uid(tmp_path: Path) -> None:
     path = tmp_path / ul.UIDLIST
     lst = ul.UidList(uidvalidity=3, guid="11")
-    ul.rewrite(path, lst, {})
-    ul.append(path, lst, [(1, "", "a"), (2, "", "b"), (3, "", "c")])
+    ul.assign(path, lst, ["a", "b", "c"])
     ul.rewrite(path, lst, {"b": "b:2,S"})
     text = path.read_text()
     assert text == "3 V3 N4 G11\n2 :b\n"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_assign_writes_a_new_list_whole_then_appends(tmp_path: Path) -> None:
+    path = tmp_path / ul.UIDLIST
+    lst = ul.UidList(uidvalidity=7, guid="ab")
+    ul.assign(path, lst, ["m1", "m2"])  # not on disk yet: header and records in one file
+    assert path.read_text() == "3 V7 N3 Gab\n1 :m1\n2 :m2\n"
+    assert not list(tmp_path.glob("*.tmp"))
+    ul.assign(path, lst, ["m3"])
+    assert path.read_text().endswith("2 :m2\n3 :m3\n")
+    assert lst.offset == path.stat().st_size and lst.next_uid == 4
+    got = ul.read(path)
+    assert got is not None and got.records == lst.records and got.next_uid == 4
+
+
+def test_assign_after_a_half_written_line_keeps_its_records(tmp_path: Path) -> None:
+    path = tmp_path / ul.UIDLIST
+    lst = ul.UidList(uidvalidity=7, guid="ab")
+    ul.assign(path, lst, ["m1"])
+    with open(path, "a") as f:
+        f.write("2 :dead")  # a writer killed mid-append
+    seen = ul.read(path)
+    assert seen is not None
+    ul.assign(path, seen, ["m2"])
+    again = ul.read(path)
+    assert again is not None and again.records["m2"] == (2, "")
+    assert ul.read(path, seen) is seen  # nothing unread: the next sync does not re-read
 
 
 def test_dotlock_excludes_and_breaks_stale(tmp_path: Path) -> None:

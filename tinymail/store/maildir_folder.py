@@ -83,14 +83,14 @@ class MaildirFolder(MaildirIndex):
         with self._lock:
             self._rescan()
             msgs = self._msgs.values()
-            recent = sum(1 for m in msgs if m.in_new)
-            unseen = sum(1 for m in msgs if "S" not in m.letters)
+            recent = sum(1 for m in msgs if m[1])
+            unseen = sum(1 for m in msgs if "S" not in m[2])
             return len(self._msgs), recent, unseen
 
     def flags(self, uid: int) -> frozenset[str] | None:
         """Current flags of a message, None if it is gone."""
         msg = self._msgs.get(uid)
-        return None if msg is None else mn.letters_to_flags(msg.letters, self._keywords)
+        return None if msg is None else mn.letters_to_flags(msg[2], self._keywords)
 
     def flag_changes(self, since: int) -> list[tuple[int, int]] | None:
         """(uid, modseq) changed after `since`, or None when the log no longer reaches back."""
@@ -100,7 +100,7 @@ class MaildirFolder(MaildirIndex):
             return [(uid, seq) for seq, uid in self._log if seq > since]
 
     def _file(self, msg: Entry) -> str:
-        return f"{self._new_dir if msg.in_new else self._cur_dir}/{msg.name}"
+        return f"{self._new_dir if msg[1] else self._cur_dir}/{msg[0]}"
 
     def _get(self, uid: int) -> Entry:
         msg = self._msgs.get(uid)
@@ -122,7 +122,7 @@ class MaildirFolder(MaildirIndex):
     def read(self, uid: int) -> bytes:
         """The stored message bytes."""
         with self._lock:
-            name = self._get(uid).name
+            name = self._get(uid)[0]
             if self._last[0] == name:
                 return self._last[1]
         fd = self._open(uid)
@@ -133,16 +133,15 @@ class MaildirFolder(MaildirIndex):
         with self._lock:
             if len(data) <= KEEP_LAST:
                 self._last = (name, data)
-            msg = self._msgs.get(uid)
-            if msg is not None and msg.date < 0:
-                msg.date = mtime  # INTERNALDATE, saving FETCH a stat() of its own
+            if uid in self._msgs:
+                self._dates.setdefault(uid, mtime)  # INTERNALDATE: FETCH needs no stat()
         return data
 
     def read_header(self, uid: int) -> bytes:
         """The header block including the blank line (or the whole message if none)."""
         with self._lock:
             name, data = self._last
-            if name == self._get(uid).name:
+            if name == self._get(uid)[0]:
                 return _header_of(data)
         fd = self._open(uid)
         out = bytearray()
@@ -177,8 +176,7 @@ class MaildirFolder(MaildirIndex):
         RFC822.SIZE reads and parses each message once, not once per item. An ENVELOPE
         alone is left to envelope(), which reads only the header."""
         with self._lock:
-            msg = self._get(uid)
-            missing = self._missing(msg, kinds)
+            missing = self._missing(uid, kinds)
         if missing in ("", "E"):
             return
         self._keep_derived(uid, compute(self.read(uid), missing), -1.0)
@@ -196,7 +194,7 @@ class MaildirFolder(MaildirIndex):
         with self._lock:
             for uid in uids:
                 msg = self._msgs.get(uid)
-                missing = "" if msg is None else self._missing(msg, kinds)
+                missing = "" if msg is None else self._missing(uid, kinds)
                 wanted = msg is not None and missing not in ("", "E")
                 jobs.append((self._file(msg), missing) if msg is not None and wanted else None)
 
@@ -217,12 +215,13 @@ class MaildirFolder(MaildirIndex):
         finally:
             split.close()
 
-    def _missing(self, msg: Entry, kinds: str) -> str:
-        """The kinds of `kinds` the cache lacks for `msg` (under the lock)."""
-        missing = self._envelopes.missing(msg.name.partition(":")[0], kinds)
+    def _missing(self, uid: int, kinds: str) -> str:
+        """The kinds of `kinds` the cache lacks for message `uid` (under the lock)."""
+        name = self._get(uid)[0]
+        missing = self._envelopes.missing(name.partition(":")[0], kinds)
         # (no ",W=" in the name: _size_from_name would parse it for nothing)
         if "S" in missing and (
-            msg.size >= 0 or (",W=" in msg.name and self._size_from_name(msg) >= 0)
+            self._sizes.get(uid, -1) >= 0 or (",W=" in name and self._size_from_name(uid) >= 0)
         ):
             missing = missing.replace("S", "")
         return missing
@@ -233,19 +232,20 @@ class MaildirFolder(MaildirIndex):
             msg = self._msgs.get(uid)
             if msg is None:
                 return
-            self._envelopes.put_all(msg.name.partition(":")[0], values)
+            self._envelopes.put_all(msg[0].partition(":")[0], values)
             if "S" in values:
-                msg.size = int(values["S"])
-            if mtime >= 0 and msg.date < 0:
-                msg.date = mtime
+                self._sizes[uid] = int(values["S"])
+            if mtime >= 0:
+                self._dates.setdefault(uid, mtime)
 
-    def _size_from_name(self, msg: Entry) -> int:
-        """`,W=` of the file name (the CRLF size) remembered in the entry, or -1."""
-        if msg.size < 0:
-            w = mn.sizes(ul.base_name(msg.name))[1]
-            if w >= 0:
-                msg.size = w
-        return msg.size
+    def _size_from_name(self, uid: int) -> int:
+        """The remembered size, else `,W=` of the file name (the CRLF size), else -1."""
+        size = self._sizes.get(uid, -1)
+        if size < 0:
+            size = mn.sizes(ul.base_name(self._get(uid)[0]))[1]
+            if size >= 0:
+                self._sizes[uid] = size
+        return size
 
     def _cached(
         self,
@@ -255,7 +255,7 @@ class MaildirFolder(MaildirIndex):
         source: Callable[[int], bytes],
     ) -> bytes:
         with self._lock:
-            base = self._get(uid).name.partition(":")[0]
+            base = self._get(uid)[0].partition(":")[0]
             cached = self._envelopes.get(base, kind)
         if cached is not None:
             return cached
@@ -267,22 +267,25 @@ class MaildirFolder(MaildirIndex):
     def size(self, uid: int) -> int:
         """RFC822.SIZE: from `,W=` in the name, else from the cache, else counted once."""
         with self._lock:
-            msg = self._get(uid)
-            self._size_from_name(msg)
-        if msg.size < 0:
-            msg.size = int(self._cached(uid, "S", _crlf_size, self.read))
-        return msg.size
+            size = self._size_from_name(uid)
+        if size < 0:
+            size = int(self._cached(uid, "S", _crlf_size, self.read))
+            with self._lock:
+                if uid in self._msgs:
+                    self._sizes[uid] = size
+        return size
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
         """RFC822.SIZE of each of `uids` still present (POP3's listing): those known without
         a file (name, cache) under one hold of the lock, the others as size() finds them."""
         out: dict[int, int] = {}
         with self._lock:
-            msgs = self._msgs
+            remembered = self._sizes
             for uid in uids:
-                msg = msgs.get(uid)
                 # a remembered size first: this loop runs for every message of a POP3 listing
-                size = -1 if msg is None else msg.size if msg.size >= 0 else self.known_size(uid)
+                size = remembered.get(uid, -1)
+                if size < 0:
+                    size = self.known_size(uid)
                 if size >= 0:
                     out[uid] = size
         for uid in uids:
@@ -297,25 +300,29 @@ class MaildirFolder(MaildirIndex):
             msg = self._msgs.get(uid)
             if msg is None:
                 return -1
-            if self._size_from_name(msg) < 0:
-                cached = self._envelopes.get(msg.name.partition(":")[0], "S")
+            size = self._size_from_name(uid)
+            if size < 0:
+                cached = self._envelopes.get(msg[0].partition(":")[0], "S")
                 if cached is not None:
-                    msg.size = int(cached)
-            return msg.size
+                    size = self._sizes[uid] = int(cached)
+            return size
 
     def internal_date(self, uid: int) -> float:
         """INTERNALDATE = the file's mtime (Dovecot), cached."""
-        msg = self._get(uid)
-        if msg.date < 0:
+        date = self._dates.get(uid)
+        if date is None:
             try:
-                msg.date = os.stat(self._file(msg)).st_mtime
+                date = os.stat(self._file(self._get(uid))).st_mtime
             except FileNotFoundError:
                 fd = self._open(uid)  # renamed meanwhile: _open finds the new name
                 try:
-                    msg.date = os.fstat(fd).st_mtime
+                    date = os.fstat(fd).st_mtime
                 finally:
                     os.close(fd)
-        return msg.date
+            with self._lock:
+                if uid in self._msgs:
+                    self._dates[uid] = date
+        return date
 
     def _ensure_keywords(self, flags: frozenset[str]) -> None:
         wanted = [f for f in flags if not f.startswith("\\")]
@@ -348,7 +355,8 @@ class MaildirFolder(MaildirIndex):
                     msg = self._msgs.get(uid)
                     if msg is None:
                         break
-                    have = mn.letters_to_flags(msg.letters, self._keywords)
+                    name, _, old = msg
+                    have = mn.letters_to_flags(old, self._keywords)
                     if mode is FlagMode.ADD:
                         want = have | flags
                     elif mode is FlagMode.REMOVE:
@@ -357,19 +365,19 @@ class MaildirFolder(MaildirIndex):
                         )
                     else:
                         want = flags
-                    letters = mn.flags_to_letters(want, self._keywords, msg.letters)
-                    if letters == msg.letters:
-                        out[uid] = (have, msg.modseq)
+                    letters = mn.flags_to_letters(want, self._keywords, old)
+                    if letters == old:
+                        out[uid] = (have, self._modseqs.get(uid, 0))
                         break
-                    target = mn.with_letters(msg.name, letters)
+                    target = mn.with_letters(name, letters)
                     try:
                         os.rename(self._file(msg), f"{self._cur_dir}/{target}")
                     except FileNotFoundError:
                         self._rescan(force=True)  # renamed elsewhere: compare-and-swap again
                         continue
-                    msg.name, msg.in_new, msg.letters = target, False, letters
-                    self._changed(uid, msg)
-                    out[uid] = (mn.letters_to_flags(letters, self._keywords), msg.modseq)
+                    self._msgs[uid] = (target, False, letters)
+                    self._changed(uid)
+                    out[uid] = (mn.letters_to_flags(letters, self._keywords), self._modseq)
                     break
             self._after_own_change(before)
             return out
@@ -414,7 +422,7 @@ class MaildirFolder(MaildirIndex):
             for uid in uids:
                 msg = self._msgs.get(uid)
                 if msg is not None:
-                    sources.append((uid, Path(self._file(msg)), msg.letters))
+                    sources.append((uid, Path(self._file(msg)), msg[2]))
         with target._lock:
             pairs = []
             staged = []
@@ -466,5 +474,6 @@ class MaildirFolder(MaildirIndex):
                 removed.append(uid)
             if removed:
                 self._uids = tuple(sorted(self._msgs))
+                self._forget(removed)
             self._after_own_change(before)
             return removed

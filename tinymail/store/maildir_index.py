@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tinymail.store import maildir_names as mn
@@ -29,16 +28,11 @@ from tinymail.store.mailbox import MailboxError
 MAX_CHANGE_LOG = 50_000
 
 
-@dataclass(slots=True)
-class Entry:
-    """What the index knows about one message."""
-
-    name: str  # file name in its directory
-    in_new: bool
-    letters: str
-    modseq: int
-    size: int = -1
-    date: float = -1.0
+# What the index knows about one message's file: (name in its directory, in new/, flag
+# letters). A plain tuple of strings and a bool, not an object: CPython's collector stops
+# tracking such tuples, so a first scan of 10,000 messages does not set off a full
+# collection of the server's heap (20-40 ms) and later ones never walk them.
+Entry = tuple[str, bool, str]
 
 
 class MaildirIndex:
@@ -50,6 +44,10 @@ class MaildirIndex:
         self._lock = threading.RLock()
         self._uidlist: ul.UidList | None = None
         self._msgs: dict[int, Entry] = {}
+        # per UID, filled as they become known: RFC822.SIZE, INTERNALDATE, last change's modseq
+        self._sizes: dict[int, int] = {}
+        self._dates: dict[int, float] = {}
+        self._modseqs: dict[int, int] = {}
         self._uids: tuple[int, ...] = ()
         self._stamp: tuple[int, ...] = ()
         self._keywords: tuple[str, ...] = ()
@@ -84,34 +82,32 @@ class MaildirIndex:
             kw = 0
         return (new, cur, *ustamp, kw)
 
-    def _listing(self) -> dict[str, tuple[str, bool]]:
-        found: dict[str, tuple[str, bool]] = {}
+    def _listing(self) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        info_letters = mn.info_letters
         for sub, in_new in ((self._new_dir, True), (self._cur_dir, False)):
-            for entry in os.listdir(sub):
-                if entry[0] != ".":
-                    found[entry.partition(":")[0]] = (entry, in_new)
+            for name in os.listdir(sub):
+                if name[0] != ".":
+                    base, _, info = name.partition(":")
+                    found[base] = (name, in_new, info_letters(info))
         return found
 
-    def _read_uidlist(self) -> ul.UidList:
+    def _assign_locked(self) -> dict[str, Entry]:
+        """With the dotlock held: read the list, list again and give every unknown base name
+        a UID. A folder without a list (lost or never made) gets a new UIDVALIDITY and new
+        UIDs (RFC 3501 2.3.1.1), written with the list in one go."""
         current = ul.read(self.path / ul.UIDLIST, self._uidlist)
         if current is None:
-            # The list is lost or never existed: a new UIDVALIDITY and new UIDs (RFC 3501 2.3.1.1).
             current = ul.UidList(uidvalidity=self._new_uidvalidity(), guid=ul.new_guid())
-            ul.rewrite(self.path / ul.UIDLIST, current, {})
-        self._uidlist = current
-        return current
-
-    def _assign_locked(self) -> dict[str, tuple[str, bool]]:
-        """With the dotlock held: list again and give every unknown base name a UID."""
-        current = self._read_uidlist()
         listing = self._listing()
-        unknown = sorted((b for b in listing if b not in current.records), key=mn.sort_key)
-        if unknown:
-            records = [(current.next_uid + i, "", listing[b][0]) for i, b in enumerate(unknown)]
-            ul.append(self.path / ul.UIDLIST, current, records)
+        records = current.records
+        unknown = mn.sorted_bases([b for b in listing if b not in records])
+        if unknown or not current.inode:
+            ul.assign(self.path / ul.UIDLIST, current, unknown)
+        self._uidlist = current
         stale = len(current.records) - len(listing)
         if stale > 1000 and stale > len(listing):
-            names = {b: entry for b, (entry, _) in listing.items()}
+            names = {b: entry[0] for b, entry in listing.items()}
             ul.rewrite(self.path / ul.UIDLIST, current, names)  # drop expunged records
             self._pruned(set(listing))
         return listing
@@ -157,47 +153,50 @@ class MaildirIndex:
             with ul.DotLock(self.path / ul.UIDLIST):
                 listing = self._assign_locked()
                 current = self._uidlist
+                # The list as we leave it (nobody else writes it while we hold the lock): our
+                # own write must not make the next command scan everything again.
+                st = os.stat(self._uidlist_path)
+                stamp = (stamp[0], stamp[1], st.st_ino, st.st_size, stamp[4])
         assert current is not None
         self._uidlist = current
         records = current.records
-        if any(ul.base_name(m.name) not in listing for m in self._msgs.values()):
+        if any(ul.base_name(m[0]) not in listing for m in self._msgs.values()):
             listing.update(self._listing())  # a second look before calling them expunged
         self._apply(listing, records)
         self._stamp = stamp
 
-    def _apply(
-        self, listing: dict[str, tuple[str, bool]], records: dict[str, tuple[int, str]]
-    ) -> None:
+    def _apply(self, listing: dict[str, Entry], records: dict[str, tuple[int, str]]) -> None:
         msgs: dict[int, Entry] = {}
         old = self._msgs
         waiting = []
-        for base, (entry, in_new) in listing.items():
-            rec = records.get(base)
+        record_of, old_of = records.get, old.get
+        for base, entry in listing.items():
+            rec = record_of(base)
             if rec is None:
                 continue
             uid = rec[0]
-            if in_new:
+            msgs[uid] = entry
+            if entry[1]:
                 waiting.append(uid)
-            prev = old.get(uid)
-            if prev is not None and prev.name == entry and prev.in_new == in_new:
-                msgs[uid] = prev  # unchanged: the common case on a rescan
-                continue
-            letters = mn.split_info(entry)[1]
-            if prev is None:
-                msgs[uid] = Entry(entry, in_new, letters, self._modseq)
-                continue
-            if prev.letters != letters:
-                self._changed(uid, prev)
-            prev.name, prev.in_new, prev.letters = entry, in_new, letters
-            msgs[uid] = prev
+            prev = old_of(uid)
+            if prev is not None and prev[2] != entry[2]:
+                self._changed(uid)
         if msgs.keys() != old.keys():
             self._uids = tuple(sorted(msgs))
+            self._forget(old.keys() - msgs.keys())
         self._msgs = msgs
         self._waiting = waiting
 
-    def _changed(self, uid: int, msg: Entry) -> None:
+    def _forget(self, uids: Iterable[int]) -> None:
+        """Drop what is remembered about messages that are gone."""
+        for uid in uids:
+            self._sizes.pop(uid, None)
+            self._dates.pop(uid, None)
+            self._modseqs.pop(uid, None)
+
+    def _changed(self, uid: int) -> None:
         self._modseq += 1
-        msg.modseq = self._modseq
+        self._modseqs[uid] = self._modseq
         self._log.append((self._modseq, uid))
         if len(self._log) > MAX_CHANGE_LOG:
             drop = len(self._log) // 2
@@ -219,15 +218,16 @@ class MaildirIndex:
         before = self._stat_stamp()
         with ul.DotLock(self.path / ul.UIDLIST):
             for uid in waiting:
-                msg = self._msgs.get(uid)
-                if msg is None or not msg.in_new:
+                entry = self._msgs.get(uid)
+                if entry is None or not entry[1]:
                     continue
-                target = mn.with_letters(msg.name, msg.letters)
+                name, _, letters = entry
+                target = mn.with_letters(name, letters)
                 try:  # plain strings: pathlib joins cost more than the renames
-                    os.rename(f"{self._new_dir}/{msg.name}", f"{self._cur_dir}/{target}")
+                    os.rename(f"{self._new_dir}/{name}", f"{self._cur_dir}/{target}")
                 except FileNotFoundError:
                     continue  # another process moved it first: it is that session's \\Recent
-                msg.name, msg.in_new = target, False
+                self._msgs[uid] = (target, False, letters)
                 claimed.add(uid)
         self._after_own_change(before)
         return frozenset(claimed)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinymail.store.safeio import atomic_replace
+from tinymail.store.safeio import atomic_replace, write_all
 
 UIDLIST = "dovecot-uidlist"
 LOCK_STALE_SECONDS = 120  # MAILDIR_UIDLIST_LOCK_STALE_TIMEOUT in maildir-uidlist.h
@@ -136,23 +136,34 @@ def format_records(records: list[tuple[int, str, str]]) -> bytes:
     return "".join(out).encode("utf-8", "surrogateescape")
 
 
-def append(path: Path, uidlist: UidList, records: list[tuple[int, str, str]]) -> None:
-    """Append records to the file (under the lock) and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    try:
-        data = format_records(records)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    known = uidlist.records
-    for uid, ext, name in records:
-        known[name.partition(":")[0]] = (uid, ext)
-    if records:
-        uidlist.next_uid = max(uidlist.next_uid, max(r[0] for r in records) + 1)
-    uidlist.offset += len(data)
+def assign(path: Path, uidlist: UidList, bases: list[str]) -> None:
+    """Give `bases` the next UIDs in their order and write them, under the lock: appended and
+    fsynced, or for a list not on disk yet (inode 0) the whole file in one write-then-rename."""
+    first, end = uidlist.next_uid, uidlist.next_uid + len(bases)
+    pairs = list(zip(range(first, end), bases, strict=True))
+    lines = "".join([f"{uid} :{base}\n" for uid, base in pairs])
+    data = lines.encode("utf-8", "surrogateescape")
+    if uidlist.inode:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size > uidlist.offset:  # a writer died mid-line: end that line, not our first
+                data = b"\n" + data
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        uidlist.offset = size + len(data)
+    else:
+        data = _header(uidlist, end) + data
+        atomic_replace(path, data)
+        uidlist.inode, uidlist.offset = os.stat(path).st_ino, len(data)
+    uidlist.records.update({base: (uid, "") for uid, base in pairs})
+    uidlist.next_uid = end
+
+
+def _header(uidlist: UidList, next_uid: int) -> bytes:
+    return f"3 V{uidlist.uidvalidity} N{next_uid} G{uidlist.guid}\n".encode()
 
 
 def rewrite(path: Path, uidlist: UidList, names: dict[str, str]) -> None:
@@ -160,8 +171,7 @@ def rewrite(path: Path, uidlist: UidList, names: dict[str, str]) -> None:
     kept = sorted(
         (uid, ext, names[base]) for base, (uid, ext) in uidlist.records.items() if base in names
     )
-    header = f"3 V{uidlist.uidvalidity} N{uidlist.next_uid} G{uidlist.guid}\n".encode()
-    data = header + format_records(kept)
+    data = _header(uidlist, uidlist.next_uid) + format_records(kept)
     atomic_replace(path, data)
     uidlist.records = {base_name(name): (uid, ext) for uid, ext, name in kept}
     uidlist.inode = os.stat(path).st_ino
