@@ -45,3 +45,26 @@ def test_scrypt_work_areas_do_not_stay_resident() -> None:
     applied, growth_kb = out[0] == "True", int(out[1])
     assert applied  # Debian's glibc has mallopt
     assert growth_kb < 8 * 1024
+
+
+FREEZE_SCRIPT = textwrap.dedent(
+    """
+    import gc, sys
+    sys.path.insert(0, sys.argv[1])
+    import tinymail.net.serve  # the daemon's modules: its start-up heap
+    from tinymail import heap
+
+    heap.freeze_startup_heap()
+    print(gc.get_freeze_count(), len(gc.get_objects()))
+    """
+)
+
+
+def test_start_up_heap_is_out_of_later_full_collections() -> None:
+    """A full collection (the first one after start came during the first SELECT of a big
+    folder) walks only what was made since start, not the modules and classes."""
+    out = subprocess.run(
+        [sys.executable, "-c", FREEZE_SCRIPT, ROOT], capture_output=True, check=True, text=True
+    ).stdout.split()
+    frozen, walked = int(out[0]), int(out[1])
+    assert frozen > 10000 and walked < frozen // 10

@@ -72,6 +72,7 @@ def serve_forever(cfg: Config) -> int:
     logsetup.setup()
     heap.return_big_buffers()  # scrypt's 16 MiB per login must not stay resident
     check_root_policy(cfg)  # before binding anything
+    heap.freeze_startup_heap()  # every module is imported: the first command pays no full GC
     trio.run(partial(serve, cfg, drop_root=True))
     return 0
 
