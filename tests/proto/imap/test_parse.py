@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinymail.proto.imap.parse import Atom, Command, ParseError, PList, Str, parse_command
+from tinymail.proto.imap.parse import Atom, Command, ParseError, PList, Str, _atom, parse_command
 from tinymail.proto.imap.reader import Frame
 
 
@@ -85,3 +85,41 @@ def test_quoting_roundtrip(values: list[bytes]) -> None:
         b'"' + v.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"' for v in values
     )
     assert cmd(line).args == tuple(Str(v) for v in values)
+
+
+def _atom_by_bytes(line: bytes, pos: int) -> tuple[str, int] | str:
+    """The atom rule spelled out byte by byte (RFC 3501 9), as parse._atom must read it."""
+    i = pos
+    while i < len(line) and line[i] not in b' ()"{':
+        if line[i] == 0x5B:  # "[": a section, read to its "]" (spaces and parens allowed)
+            end = line.find(b"]", i)
+            if end < 0:
+                return "Missing ] in section"
+            i = end + 1
+            continue
+        i += 1
+    raw = line[pos:i]
+    if not raw or any(b < 0x20 or b > 0x7E for b in raw):
+        return "Invalid characters in atom"
+    return raw.decode("ascii"), i
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([b" ", b"(", b")", b'"', b"{", b"[", b"]", b"\x00", b"\xff", b"\x7f"]),
+            st.binary(max_size=4),
+            st.text(alphabet="ABCdef.123<>\\*%", max_size=6).map(str.encode),
+        ),
+        max_size=12,
+    ).map(b"".join),
+    st.integers(min_value=0, max_value=8),
+)
+def test_atom_scanner_equals_the_byte_rule(line: bytes, pos: int) -> None:
+    pos = min(pos, len(line))
+    expected = _atom_by_bytes(line, pos)
+    try:
+        got: tuple[str, int] | str = _atom(line, pos, "t")
+    except ParseError as exc:
+        got = exc.message
+    assert got == expected

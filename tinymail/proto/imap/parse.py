@@ -10,13 +10,17 @@ and handled with an explicit stack, never Python recursion (research I6).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tinymail.proto.imap.reader import Frame
 
 MAX_DEPTH = 64
 MAX_TOKENS = 100_000
-_ATOM_STOP = b' ()"{'
+# An atom runs to a space, parenthesis, quote or brace; a "[" takes everything up to its "]".
+# One C-level match instead of a Python loop per byte: parsing is a third of a light FETCH.
+_ATOM = re.compile(rb'(?:[^ ()"{\[]|\[[^\]]*\])*')
+_NOT_ATOM_CHAR = re.compile(rb"[^\x20-\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +87,13 @@ def _quoted(line: bytes, pos: int, tag: str) -> tuple[bytes, int]:
 
 
 def _atom(line: bytes, pos: int, tag: str) -> tuple[str, int]:
-    i = pos
-    while i < len(line) and line[i] not in _ATOM_STOP:
-        if line[i] == 0x5B:  # "[": a section, read to its "]" (spaces and parens allowed)
-            end = line.find(b"]", i)
-            if end < 0:
-                raise ParseError(tag, "Missing ] in section")
-            i = end + 1
-            continue
-        i += 1
+    match = _ATOM.match(line, pos)
+    assert match is not None  # the pattern also matches the empty string
+    i = match.end()
+    if line[i : i + 1] == b"[":  # a section without its "]"
+        raise ParseError(tag, "Missing ] in section")
     raw = line[pos:i]
-    if not raw or any(b < 0x20 or b > 0x7E for b in raw):
+    if not raw or _NOT_ATOM_CHAR.search(raw):
         raise ParseError(tag, "Invalid characters in atom")
     return raw.decode("ascii"), i
 
