@@ -28,6 +28,7 @@ import trio
 from tinymail.config import Config
 from tinymail.net.abuse import AuthResult, AuthStatus
 from tinymail.net.tls import TLSHolder
+from tinymail.net.wire import DirectSender
 from tinymail.proto.imap.events import (
     AuthRequest,
     CompressRequest,
@@ -102,6 +103,7 @@ async def handle_imap(stream: trio.abc.Stream, peer: tuple[str, int], ctx: ImapC
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await session.stream.send_all(b"* BYE Internal error\r\n")
     finally:
+        session.plain_sends_end()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await session.stream.aclose()
 
@@ -151,6 +153,9 @@ class ImapSession:
 
     def __init__(self, stream: trio.abc.Stream, peer: tuple[str, int], ctx: ImapContext) -> None:
         self.stream = stream
+        # Responses on plain TCP skip trio's post-send yield (net/wire.py): most commands
+        # of a lock-step client are one small response each.
+        self._direct = DirectSender(stream) if isinstance(stream, trio.SocketStream) else None
         self.peer = peer
         self.ctx = ctx
         self.user = ""
@@ -194,13 +199,20 @@ class ImapSession:
                 await self._wrap_tls()
                 self.conn.tls_started()
             elif isinstance(event, CompressRequest):
+                self.plain_sends_end()
                 self.stream = DeflateStream(self.stream)
                 self.conn.compress_started()
 
     async def _flush(self) -> None:
         out = self.conn.data_to_send()
         if out:
-            await self.stream.send_all(out)
+            await (self._direct or self.stream).send_all(out)
+
+    def plain_sends_end(self) -> None:
+        """From now on every send goes through self.stream (TLS, COMPRESS, closing)."""
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
 
     async def _receive(self) -> bytes:
         timeout = PREAUTH_TIMEOUT if self.conn.state is State.NOT_AUTHENTICATED else AUTH_TIMEOUT
@@ -259,6 +271,7 @@ class ImapSession:
         holder = self.ctx.tls
         if holder is None:
             raise RuntimeError("TLS requested without [tls]")
+        self.plain_sends_end()
         tls_stream = trio.SSLStream(self.stream, holder.context, server_side=True)
         with trio.fail_after(HANDSHAKE_TIMEOUT):
             try:
