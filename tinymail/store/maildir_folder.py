@@ -199,10 +199,10 @@ class MaildirFolder(MaildirIndex):
                 jobs.append((self._file(msg), missing) if msg is not None and wanted else None)
 
         def local(k: int) -> None:
-            job = jobs[k]
-            assert job is not None  # SplitWork asks only for real jobs
+            # prime() asks the cache again: sessions fetching the same messages at once
+            # (50 clients after new mail) compute each message once, not once each.
             with contextlib.suppress(MailboxError):  # gone: the caller finds it gone
-                self._keep_derived(uids[k], compute(self.read(uids[k]), job[1]), -1.0)
+                self.prime(uids[k], kinds, compute)
 
         def keep(k: int, result: tuple[dict[str, bytes], float]) -> None:
             self._keep_derived(uids[k], *result)

@@ -261,3 +261,28 @@ def test_parsed_attribute_lists_are_shared_but_not_mutable() -> None:
     long = PList(tuple(Atom(a) for a in ["UID", "FLAGS"] * 20))  # past the cached size
     assert parse_items(long) == ["UID", "FLAGS"] * 20
     assert parse_items(Atom("fast")) == ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]
+
+
+def test_sessions_priming_the_same_messages_compute_each_once(tmp_path: Path) -> None:
+    """Two sessions fetch the same new messages at once (say 50 clients after new mail):
+    what one of them cached meanwhile, the other does not compute again."""
+    store = MaildirStore(tmp_path / "Maildir")
+    store.ensure_defaults()
+    for n in range(1, 6):
+        deliver([store.root], _message(n))
+    first, second = store.open("INBOX"), store.open("INBOX")
+    uids = first.sync(False).uids
+    second.sync(False)
+    computed: list[bytes] = []
+
+    def counting_derive(raw: bytes, kinds: str) -> dict[str, bytes]:
+        computed.append(raw)
+        return derive(raw, kinds)
+
+    early = first.prime_all(uids, "EB", counting_derive)
+    next(early)  # the first session has listed its jobs and done the first one
+    for _ in second.prime_all(uids, "EB", counting_derive):
+        pass
+    for _ in early:
+        pass
+    assert len(computed) == len(uids)
