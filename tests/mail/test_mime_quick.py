@@ -13,8 +13,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tinymail.mail.headers import parse_content_type
-from tinymail.mail.mime import _WANTED, crlf_size, header_values, parse_structure
-from tinymail.mail.mime_quick import content_type, quick_size, quick_structure
+from tinymail.mail.mime import _WANTED, header_values, parse_structure
+from tinymail.mail.mime_quick import content_type, quick_structure
 from tinymail.proto.imap.fetchdata import _ENVELOPE_NAMES, bodystructure, derive, envelope
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -293,11 +293,3 @@ PARAM_PIECES = st.sampled_from(
 @example(b"text/plain" + b"; a=b" * 300)
 def test_content_type_fast_path_equals_the_general_parser(value: bytes) -> None:
     assert content_type(value) == parse_content_type(value)
-
-
-@settings(max_examples=500, deadline=None)
-@given(messages() | multiparts())
-def test_quick_size_equals_crlf_size(raw: bytes) -> None:
-    quick = quick_structure(raw, _ENVELOPE_NAMES)
-    if quick is not None:
-        assert quick_size(raw, quick[0]) == crlf_size(raw)

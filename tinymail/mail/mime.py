@@ -237,13 +237,7 @@ class _Scanner:
 
     def _end_header(self, node: _Node, header_end: int, body_start: int) -> None:
         node.header_end, node.body_start = header_end, body_start
-        if header_end - node.header_start <= _SMALL_HEADER:
-            parsed, node.fields = _small_header(self.raw[node.header_start : header_end])
-        else:
-            info = header_values(self.raw, node.header_start, header_end, _WANTED)
-            ctype = info.get(b"content-type")
-            parsed = None if ctype is None else parse_content_type(ctype)
-            node.fields = part_fields(info)
+        parsed, node.fields = block_fields(self.raw, node.header_start, header_end)
         if parsed is None:
             if node.in_digest:
                 node.ctype = ("message", "rfc822", ())
@@ -311,14 +305,22 @@ def header_values(raw: bytes, start: int, end: int, names: frozenset[bytes]) -> 
 _SMALL_HEADER = 512  # octets: a part's header block this short is looked up in the cache below
 
 
+def block_fields(raw: bytes, start: int, end: int) -> tuple[tuple[str, str, Params] | None, Fields]:
+    """The parsed Content-Type (None if absent) and the other MIME fields (part_fields) of
+    the header block raw[start:end]."""
+    if end - start <= _SMALL_HEADER:
+        return _small_header(raw[start:end])
+    return _fields_of(header_values(raw, start, end, _WANTED))
+
+
 @functools.lru_cache(maxsize=1024)
 def _small_header(block: bytes) -> tuple[tuple[str, str, Params] | None, Fields]:
-    """The parsed Content-Type (None if absent) and the other MIME fields of a short
-    header block.
+    # Part headers repeat (`Content-Type: text/plain; charset=utf-8` and an encoding in
+    # most mail): a cold FETCH of many messages parses each distinct one once.
+    return _fields_of(header_values(block, 0, len(block), _WANTED))
 
-    Part headers repeat (`Content-Type: text/plain; charset=utf-8` and an encoding in
-    most mail): a cold FETCH of many messages parses each distinct one once."""
-    info = header_values(block, 0, len(block), _WANTED)
+
+def _fields_of(info: dict[bytes, bytes]) -> tuple[tuple[str, str, Params] | None, Fields]:
     ctype = info.get(b"content-type")
     return None if ctype is None else parse_content_type(ctype), part_fields(info)
 

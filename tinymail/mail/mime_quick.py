@@ -13,7 +13,7 @@ Rules / theory:
   header_block_end says, as long as none of its lines starts with "--" (such a line
   could be a delimiter; then the message goes to the general parser) and it ends with
   the empty line. Field values come from the same functions (header_values,
-  _small_header, parse_content_type, make_part), so they cannot differ.
+  block_fields, parse_content_type, make_part), so they cannot differ.
 - Also returned: the top-level header values for the extra names asked for (ENVELOPE),
   found by the same one scan of the header block as the MIME fields.
 - Property tests (tests/mail/test_mime_quick.py) hold the claim on generated messages.
@@ -25,12 +25,11 @@ import re
 
 from tinymail.mail.headers import DEFAULT_TEXT, Params, parse_content_type
 from tinymail.mail.mime import (
-    _SMALL_HEADER,
     _WANTED,
     NO_FIELDS,
     Fields,
     Part,
-    _small_header,
+    block_fields,
     header_block_end,
     header_values,
     make_part,
@@ -118,17 +117,8 @@ def _part_header(raw: bytes, start: int) -> tuple[int, Fields, tuple[str, str, P
         return -1, NO_FIELDS, DEFAULT_TEXT  # not ended by the empty line
     if raw.startswith(b"--", start) or raw.find(b"\n--", start, end) >= 0:
         return -1, NO_FIELDS, DEFAULT_TEXT  # a line that could be a delimiter
-    if end - start <= _SMALL_HEADER:
-        parsed, fields = _small_header(raw[start:end])
-    else:
-        info = header_values(raw, start, end, _WANTED)
-        ctype = info.get(b"content-type")
-        parsed = None if ctype is None else parse_content_type(ctype)
-        fields = part_fields(info)
+    parsed, fields = block_fields(raw, start, end)
     return end, fields, DEFAULT_TEXT if parsed is None else parsed
-
-
-_UNIONS: dict[frozenset[bytes], frozenset[bytes]] = {}
 
 
 def quick_structure(raw: bytes, extra: frozenset[bytes]) -> tuple[Part, dict[bytes, bytes]] | None:
@@ -137,10 +127,7 @@ def quick_structure(raw: bytes, extra: frozenset[bytes]) -> tuple[Part, dict[byt
         return None
     n = len(raw)
     hend = header_block_end(raw)
-    names = _UNIONS.get(extra)
-    if names is None:
-        names = _UNIONS[extra] = _WANTED | extra
-    values = header_values(raw, 0, hend, names)
+    values = header_values(raw, 0, hend, _WANTED | extra)
     value = values.get(b"content-type")
     ctype = DEFAULT_TEXT if value is None else content_type(value)
     kind, subtype, params = ctype
@@ -182,16 +169,3 @@ def quick_structure(raw: bytes, extra: frozenset[bytes]) -> tuple[Part, dict[byt
     if not children:
         return None  # no part at all: the general parser supplies the grammar's one
     return make_part(0, hend, hend, n, ctype, part_fields(values), children, 0, 0), values
-
-
-def quick_size(raw: bytes, root: Part) -> int:
-    """crlf_size(raw) for a message quick_structure answered (so LF only), reusing the line
-    counts of its leaves: only the octets between their bodies are counted again."""
-    leaves = root.children or (root,)
-    newlines, pos = 0, 0
-    for leaf in leaves:
-        newlines += (
-            raw.count(b"\n", pos, leaf.body_start) + leaf.size - leaf.body_end + leaf.body_start
-        )
-        pos = leaf.body_end
-    return len(raw) + newlines + raw.count(b"\n", pos)

@@ -25,7 +25,7 @@ from tinymail.mail.headers import (
     parse_address_list,
 )
 from tinymail.mail.mime import Part, crlf_size, header_block_end, header_values, parse_structure
-from tinymail.mail.mime_quick import quick_size, quick_structure
+from tinymail.mail.mime_quick import quick_structure
 from tinymail.proto.imap.quoting import QUOTED_MAX, quoted_or_literal
 
 _ENVELOPE_FIELDS = (
@@ -293,7 +293,7 @@ def derive(raw: bytes, kinds: str) -> dict[str, bytes]:
     envelope(), bodystructure() and crlf_size() give; a cold FETCH of many messages pays
     for one structure parse per message instead of one per item."""
     out: dict[str, bytes] = {}
-    values = quick = None
+    values = None
     if "B" in kinds or "N" in kinds:
         # The common shapes by the quick scanner, with the top-level ENVELOPE fields from
         # the same header scan; anything else by the general parser.
@@ -314,7 +314,7 @@ def derive(raw: bytes, kinds: str) -> dict[str, bytes]:
             values = header_values(raw, 0, header_end, _ENVELOPE_NAMES)
         out["E"] = _envelope_of(values)
     if "S" in kinds:
-        out["S"] = b"%d" % (crlf_size(raw) if quick is None else quick_size(raw, root))
+        out["S"] = b"%d" % crlf_size(raw)
     return out
 
 
