@@ -145,16 +145,16 @@ def _address_field(value: bytes | None) -> bytes:
 def _envelope_of(values: dict[bytes, bytes]) -> bytes:
     """ENVELOPE from header_values of (at least) the _ENVELOPE_NAMES."""
     get = values.get
-    sender_of = _address_field(get(b"from"))
+    from_ = _address_field(get(b"from"))
     # RFC 3501 7.4.2: absent or empty Sender and Reply-To take the From value.
     sender = _address_field(get(b"sender"))
     reply_to = _address_field(get(b"reply-to"))
     return b"(%s %s %s %s %s %s %s %s %s %s)" % (
         _nstring(get(b"date")),
         _nstring(get(b"subject")),
-        sender_of,
-        sender_of if sender == b"NIL" else sender,
-        sender_of if reply_to == b"NIL" else reply_to,
+        from_,
+        from_ if sender == b"NIL" else sender,
+        from_ if reply_to == b"NIL" else reply_to,
         _address_field(get(b"to")),
         _address_field(get(b"cc")),
         _address_field(get(b"bcc")),
@@ -196,10 +196,9 @@ def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
         if extensible:  # body-ext-mpart
             out += b" " + _params(part.params) + b" " + _extension(part)
         return out + b")"
-    if part.is_message:
-        return _message_body(raw, part, extensible)
     if (
-        part.content_id is None
+        not part.is_message
+        and part.content_id is None
         and part.description is None
         and part.location is None
         and sum(len(v) for _, v in (*part.params, *part.disposition_params)) < _CACHED_FIELDS
@@ -219,7 +218,7 @@ def _body(raw: bytes, part: Part, extensible: bool) -> bytes:
         if part.content_type == "text":
             return b"%s %d %d%s" % (head, part.size, part.lines, tail)
         return b"%s %d%s" % (head, part.size, tail)
-    return _message_body(raw, part, extensible)
+    return _leaf_body(raw, part, extensible)
 
 
 _CACHED_FIELDS = 512  # parameter octets: parts with fewer have their frame cached
@@ -267,8 +266,8 @@ def _leaf_tail(part: Part, extensible: bool) -> bytes:
     return b")"
 
 
-def _message_body(raw: bytes, part: Part, extensible: bool) -> bytes:
-    """body-type-1part of a leaf (RFC 3501 9)."""
+def _leaf_body(raw: bytes, part: Part, extensible: bool) -> bytes:
+    """body-type-1part of a leaf (RFC 3501 9), built whole."""
     fields = _leaf_head(part) + b" %d" % part.size
     if part.is_message:  # body-type-msg: envelope body body-fld-lines
         inner = part.children[0]
