@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+from tinymail.store.safeio import write_all
+
 Compute = Callable[[bytes, str], dict[str, bytes]]
 Result = tuple[dict[str, bytes], float]  # derived values, the file's mtime
 
@@ -108,12 +110,6 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return bytes(out)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def serve(idle_exit: float = IDLE_EXIT) -> None:
     """The helper's main loop (run in the child process): requests on fd 0, answers on
     the original fd 1; anything printed goes to stderr, never into the answers."""
@@ -140,7 +136,7 @@ def serve(idle_exit: float = IDLE_EXIT) -> None:
                 answers.append((k, compute(data, kinds), mtime))
             except Exception:  # any failure: the caller computes this one itself
                 answers.append((k, None, 0.0))
-        _write_all(out_fd, _frame((req_id, answers)))
+        write_all(out_fd, _frame((req_id, answers)))
 
 
 class Helper:
@@ -195,7 +191,7 @@ class Helper:
         if proc is None or proc.stdin is None:
             raise BrokenPipeError("no helper")
         self._next_id += 1
-        _write_all(proc.stdin.fileno(), _frame((self._next_id, ref, jobs)))
+        write_all(proc.stdin.fileno(), _frame((self._next_id, ref, jobs)))
         return self._next_id
 
     def receive(self, timeout: float) -> list[tuple[int, list[tuple[int, object, float]]]]:
