@@ -195,8 +195,9 @@ class MaildirFolder(MaildirIndex):
             for uid in uids:
                 msg = self._msgs.get(uid)
                 missing = "" if msg is None else self._missing(uid, kinds)
-                wanted = msg is not None and missing not in ("", "E")
-                jobs.append((self._file(msg), missing) if msg is not None and wanted else None)
+                jobs.append(
+                    None if msg is None or missing in ("", "E") else (self._file(msg), missing)
+                )
 
         def local(k: int) -> None:
             # prime() asks the cache again: sessions fetching the same messages at once
@@ -217,12 +218,8 @@ class MaildirFolder(MaildirIndex):
 
     def _missing(self, uid: int, kinds: str) -> str:
         """The kinds of `kinds` the cache lacks for message `uid` (under the lock)."""
-        name = self._get(uid)[0]
-        missing = self._envelopes.missing(name.partition(":")[0], kinds)
-        # (no ",W=" in the name: _size_from_name would parse it for nothing)
-        if "S" in missing and (
-            self._sizes.get(uid, -1) >= 0 or (",W=" in name and self._size_from_name(uid) >= 0)
-        ):
+        missing = self._envelopes.missing(self._get(uid)[0].partition(":")[0], kinds)
+        if "S" in missing and self._size_from_name(uid) >= 0:
             missing = missing.replace("S", "")
         return missing
 
@@ -241,8 +238,9 @@ class MaildirFolder(MaildirIndex):
     def _size_from_name(self, uid: int) -> int:
         """The remembered size, else `,W=` of the file name (the CRLF size), else -1."""
         size = self._sizes.get(uid, -1)
-        if size < 0:
-            size = mn.sizes(ul.base_name(self._get(uid)[0]))[1]
+        name = self._get(uid)[0] if size < 0 else ""
+        if ",W=" in name:  # (without it the name has no size to parse: most files)
+            size = mn.sizes(ul.base_name(name))[1]
             if size >= 0:
                 self._sizes[uid] = size
         return size
