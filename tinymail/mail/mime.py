@@ -429,3 +429,13 @@ def crlf_size(raw: bytes) -> int:
     if b"\r" not in raw:  # the usual stored form: LF only, so no second count
         return len(raw) + raw.count(b"\n")
     return len(raw) + raw.count(b"\n") - raw.count(b"\r\n")
+
+
+def to_crlf(data: bytes) -> bytes:
+    """Every line end as CRLF, as IMAP and POP3 serve a message stored with LF: a bare LF
+    becomes CRLF, an existing CRLF stays (so do a lone CR, NUL and 8-bit octets)."""
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n")  # the usual stored form: one pass
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data  # already CRLF throughout: no copy
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinymail.mail.headers import first_values, parse_address_list
-from tinymail.mail.mime import _WANTED, crlf_size, header_block_end, header_values
+from tinymail.mail.mime import _WANTED, crlf_size, header_block_end, header_values, to_crlf
 from tinymail.proto.imap.fetch import format_date, parse_items
 from tinymail.proto.imap.fetchdata import (
     _ENVELOPE_NAMES,
@@ -24,7 +24,6 @@ from tinymail.proto.imap.fetchdata import (
     bodystructure,
     derive,
     envelope,
-    to_crlf,
 )
 from tinymail.proto.imap.parse import Atom, PList
 from tinymail.proto.imap.quoting import quoted_or_literal

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-from tinymail.proto.imap.fetchdata import Section, bodystructure, envelope, section_bytes, to_crlf
+from tinymail.mail.mime import to_crlf
+from tinymail.proto.imap.fetchdata import Section, bodystructure, envelope, section_bytes
 from tinymail.proto.imap.parse import Atom, PList, Token
 from tinymail.proto.imap.quoting import literal
 

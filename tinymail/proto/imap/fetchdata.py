@@ -24,7 +24,14 @@ from tinymail.mail.headers import (
     iter_fields,
     parse_address_list,
 )
-from tinymail.mail.mime import Part, crlf_size, header_block_end, header_values, parse_structure
+from tinymail.mail.mime import (
+    Part,
+    crlf_size,
+    header_block_end,
+    header_values,
+    parse_structure,
+    to_crlf,
+)
 from tinymail.mail.mime_quick import quick_structure
 from tinymail.proto.imap.quoting import QUOTED_MAX, quoted_or_literal
 
@@ -345,16 +352,6 @@ def _select(root: Part, numbers: tuple[int, ...]) -> Part | None:
             return None
         is_message = False
     return cur
-
-
-def to_crlf(data: bytes) -> bytes:
-    """LF line ends (as stored) to CRLF (as served), so served bytes match the advertised
-    sizes; CRLF input stays unchanged."""
-    if b"\r" not in data:
-        return data.replace(b"\n", b"\r\n")  # the usual stored form: one pass
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _header_fields(raw: bytes, part: Part, names: tuple[str, ...], keep: bool) -> bytes:

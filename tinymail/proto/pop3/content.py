@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinymail.mail.mime import to_crlf
+
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
@@ -25,13 +27,6 @@ class Encoded:
     top_lines: int | None  # as asked by the FetchMessage it answers (None: RETR)
     octets: int  # the message's size on the wire before byte-stuffing (RETR "+OK n octets")
     chunks: tuple[bytes, ...]  # byte-stuffed text, then the terminating ".CRLF" line
-
-
-def to_crlf(data: bytes) -> bytes:
-    """Return ``data`` with every line end as CRLF (bare LF -> CRLF; CRLF unchanged)."""
-    if b"\r" not in data:
-        return data.replace(b"\n", b"\r\n")  # the common case: an LF-stored message
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def top(data: bytes, body_lines: int) -> bytes:
