@@ -88,8 +88,8 @@ def test_dialogue_answers_are_well_formed(
         end = out.index(b"\r\n", pos)
         status = out[pos:end]
         pos = end + 2
-        if status == b"+":
-            continue  # AUTH PLAIN continuation: the next line is the SASL response
+        if status == b"+ ":
+            continue  # AUTH PLAIN continuation ("+" SP, RFC 5034 4): next is the SASL response
         assert status == b"+OK" or status.startswith((b"+OK ", b"-ERR ")), status
         if status.startswith(b"+OK") and multiline_expected(line):
             body_end = out.index(b"\r\n.\r\n", pos - 2)
