@@ -62,7 +62,14 @@ def test_kill_9_while_deferred_keeps_the_retry_schedule(tmp_path: Path) -> None:
         try:
             with smtplib.SMTP("127.0.0.1", first.ports["smtp"], timeout=10) as client:
                 client.sendmail("alice@example.test", [RCPT], b"Subject: retry\r\n\r\nbody\r\n")
-            wait_until(lambda: saved_state(data_dir) is not None)
+            # The state file is written before the attempt's log line: wait for both, or
+            # the kill below can come between them.
+            wait_until(
+                lambda: (
+                    (state := saved_state(data_dir)) is not None
+                    and attempts_logged(first, state[0], "deferred") >= 1
+                )
+            )
             found = saved_state(data_dir)
             assert found is not None
             qid, before = found
