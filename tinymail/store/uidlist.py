@@ -140,8 +140,9 @@ def assign(path: Path, uidlist: UidList, bases: list[str]) -> None:
     """Give `bases` the next UIDs in their order and write them, under the lock: appended and
     fsynced, or for a list not on disk yet (inode 0) the whole file in one write-then-rename."""
     first, end = uidlist.next_uid, uidlist.next_uid + len(bases)
-    pairs = list(zip(range(first, end), bases, strict=True))
-    lines = "".join([f"{uid} :{base}\n" for uid, base in pairs])
+    uids = range(first, end)
+    # map over a bound method: no Python-level step per line (a first scan writes them all)
+    lines = "".join(map("{} :{}\n".format, uids, bases))
     data = lines.encode("utf-8", "surrogateescape")
     if uidlist.inode:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
@@ -158,7 +159,7 @@ def assign(path: Path, uidlist: UidList, bases: list[str]) -> None:
         data = _header(uidlist, end) + data
         atomic_replace(path, data)
         uidlist.inode, uidlist.offset = os.stat(path).st_ino, len(data)
-    uidlist.records.update({base: (uid, "") for uid, base in pairs})
+    uidlist.records.update({base: (uid, "") for uid, base in zip(uids, bases, strict=True)})
     uidlist.next_uid = end
 
 
