@@ -73,7 +73,7 @@ class MaildirFolder(MaildirIndex):
                 uidvalidity=self._uidlist.uidvalidity,
                 uidnext=self._uidlist.next_uid,
                 uids=self._uids,
-                modseq=self._modseq,
+                modseq=self._changes.modseq,
                 recent=recent,
                 keywords=self._keywords,
             )
@@ -95,9 +95,7 @@ class MaildirFolder(MaildirIndex):
     def flag_changes(self, since: int) -> list[tuple[int, int]] | None:
         """(uid, modseq) changed after `since`, or None when the log no longer reaches back."""
         with self._lock:
-            if since < self._log_floor:
-                return None
-            return [(uid, seq) for seq, uid in self._log if seq > since]
+            return self._changes.since(since)
 
     def _file(self, msg: Entry) -> str:
         return f"{self._new_dir if msg[1] else self._cur_dir}/{msg[0]}"
@@ -365,7 +363,7 @@ class MaildirFolder(MaildirIndex):
                         want = flags
                     letters = mn.flags_to_letters(want, self._keywords, old)
                     if letters == old:
-                        out[uid] = (have, self._modseqs.get(uid, 0))
+                        out[uid] = (have, self._changes.last.get(uid, 0))
                         break
                     target = mn.with_letters(name, letters)
                     try:
@@ -374,8 +372,8 @@ class MaildirFolder(MaildirIndex):
                         self._rescan(force=True)  # renamed elsewhere: compare-and-swap again
                         continue
                     self._msgs[uid] = (target, False, letters)
-                    self._changed(uid)
-                    out[uid] = (mn.letters_to_flags(letters, self._keywords), self._modseq)
+                    seq = self._changes.record(uid)
+                    out[uid] = (mn.letters_to_flags(letters, self._keywords), seq)
                     break
             self._after_own_change(before)
             return out

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from tinymail.store import maildir_names as mn
 from tinymail.store import uidlist as ul
+from tinymail.store.changelog import ChangeLog
 from tinymail.store.mailbox import MailboxError
-
-MAX_CHANGE_LOG = 50_000
-
 
 # What the index knows about one message's file: (name in its directory, in new/, flag
 # letters). A plain tuple of strings and a bool, not an object: CPython's collector stops
@@ -44,16 +42,13 @@ class MaildirIndex:
         self._lock = threading.RLock()
         self._uidlist: ul.UidList | None = None
         self._msgs: dict[int, Entry] = {}
-        # per UID, filled as they become known: RFC822.SIZE, INTERNALDATE, last change's modseq
+        # per UID, filled as they become known: RFC822.SIZE, INTERNALDATE
         self._sizes: dict[int, int] = {}
         self._dates: dict[int, float] = {}
-        self._modseqs: dict[int, int] = {}
         self._uids: tuple[int, ...] = ()
         self._stamp: tuple[int, ...] = ()
         self._keywords: tuple[str, ...] = ()
-        self._modseq = 0
-        self._log: list[tuple[int, int]] = []
-        self._log_floor = 0
+        self._changes = ChangeLog()
         # plain strings: pathlib joins cost more than the syscalls in FETCH 1:*
         self._new_dir = os.path.join(path, "new")
         self._cur_dir = os.path.join(path, "cur")
@@ -180,28 +175,19 @@ class MaildirIndex:
                 waiting.append(uid)
             prev = old_of(uid)
             if prev is not None and prev[2] != entry[2]:
-                self._changed(uid)
+                self._changes.record(uid)
         if msgs.keys() != old.keys():
             self._uids = tuple(sorted(msgs))
             self._forget(old.keys() - msgs.keys())
         self._msgs = msgs
         self._waiting = waiting
 
-    def _forget(self, uids: Iterable[int]) -> None:
+    def _forget(self, uids: Collection[int]) -> None:
         """Drop what is remembered about messages that are gone."""
         for uid in uids:
             self._sizes.pop(uid, None)
             self._dates.pop(uid, None)
-            self._modseqs.pop(uid, None)
-
-    def _changed(self, uid: int) -> None:
-        self._modseq += 1
-        self._modseqs[uid] = self._modseq
-        self._log.append((self._modseq, uid))
-        if len(self._log) > MAX_CHANGE_LOG:
-            drop = len(self._log) // 2
-            self._log_floor = self._log[drop - 1][0]
-            del self._log[:drop]
+        self._changes.forget(uids)
 
     def _after_own_change(self, before: tuple[int, ...]) -> None:
         # Our own renames and unlinks are already in memory; if nothing else had changed

@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from tinymail.store.changelog import ChangeLog
 from tinymail.store.mailbox import FlagMode, Mailbox, MailboxError, View
 from tinymail.store.maildir_names import MAX_KEYWORDS
 from tinymail.store.mbox import Entry, from_line, make_record, message_bytes
 from tinymail.store.mbox_folder import MboxFolder, Snapshot
 
-MAX_CHANGE_LOG = 50_000
 # asctime() at the end of a From line; some writers add a time zone after the year.
 _FROM_DATE = re.compile(rb" ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})")
 _MONTHS = {m.encode(): i for i, m in enumerate(calendar.month_abbr) if m}
@@ -67,10 +67,7 @@ class MboxMailbox:
         self._unclaimed = False  # the snapshot holds messages nobody claimed as \Recent yet
         self._uids: tuple[int, ...] = ()
         self._flags: dict[int, frozenset[str]] = {}
-        self._seqs: dict[int, int] = {}  # uid -> modseq of its last flag change
-        self._modseq = 0
-        self._log: list[tuple[int, int]] = []
-        self._log_floor = 0
+        self._changes = ChangeLog()
         self._keywords: tuple[str, ...] = ()
         self._envelopes: dict[int, bytes] = {}
 
@@ -96,13 +93,12 @@ class MboxMailbox:
         for uid, new in flags.items():
             old = self._flags.get(uid)
             if old is not None and old != new:
-                self._changed(uid)
+                self._changes.record(uid)
         if flags.keys() != self._flags.keys():
             self._uids = tuple(sorted(flags))
             for uid in self._envelopes.keys() - flags.keys():
                 del self._envelopes[uid]
-            for uid in self._seqs.keys() - flags.keys():
-                del self._seqs[uid]
+            self._changes.forget(self._flags.keys() - flags.keys())
         self._flags = flags
         self._learn_keywords(snap.parsed.keywords, *flags.values())
         self._unclaimed = any(e.recent for e in snap.parsed.entries)
@@ -119,15 +115,6 @@ class MboxMailbox:
         ]
         if new:
             self._keywords += tuple(dict.fromkeys(new))
-
-    def _changed(self, uid: int) -> None:
-        self._modseq += 1
-        self._seqs[uid] = self._modseq
-        self._log.append((self._modseq, uid))
-        if len(self._log) > MAX_CHANGE_LOG:
-            drop = len(self._log) // 2
-            self._log_floor = self._log[drop - 1][0]
-            del self._log[:drop]
 
     def _entry(self, uid: int) -> tuple[bytes, Entry]:
         snap = self._snap
@@ -156,7 +143,7 @@ class MboxMailbox:
                 uidvalidity=self._snap.uidvalidity,
                 uidnext=self._snap.next_uid,
                 uids=self._uids,
-                modseq=self._modseq,
+                modseq=self._changes.modseq,
                 recent=recent,
                 keywords=self._keywords,
             )
@@ -168,9 +155,7 @@ class MboxMailbox:
     def flag_changes(self, since: int) -> list[tuple[int, int]] | None:
         """(uid, modseq) changed after ``since``; None when the log no longer reaches back."""
         with self._lock:
-            if since < self._log_floor:
-                return None
-            return [(uid, seq) for seq, uid in self._log if seq > since]
+            return self._changes.since(since)
 
     def status_counts(self) -> tuple[int, int, int]:
         """(messages, not yet claimed as \\Recent, without \\Seen)."""
@@ -235,7 +220,8 @@ class MboxMailbox:
             ):
                 self._folder.edit_flags(change)
                 self._refresh(False)
-            return {u: (self._flags[u], self._seqs.get(u, 0)) for u in uids if u in self._flags}
+            last = self._changes.last
+            return {u: (self._flags[u], last.get(u, 0)) for u in uids if u in self._flags}
 
     def append(self, data: bytes, flags: frozenset[str], internal_date: float | None) -> int:
         """Add the message (CRLF or LF) at the end of the file; its UID."""
