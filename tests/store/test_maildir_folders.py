@@ -401,15 +401,19 @@ def test_derived_data_and_size_are_cached_per_message(store: MaildirStore) -> No
 
 
 def test_quiet_hold_refuses_a_changed_folder_and_skips_rescans(tmp_path: Path) -> None:
-    """try_hold(quiet=True) holds only an unchanged, unheld folder; while held, sync reports
-    the last scan (the event loop never lists a directory), and the next sync catches up."""
+    """try_hold(quiet=True) holds only an unchanged, unheld folder with nothing waiting in
+    new/ to be claimed; while held, sync reports the last scan (the event loop never lists
+    a directory or renames a file), and the next sync catches up."""
     store = MaildirStore(tmp_path)
     deliver([tmp_path], b"Subject: 1\n\nx\n")
     folder = store.open("INBOX")
     folder.sync(claim_recent=False)
+    assert not folder.try_hold(quiet=True)  # message 1 waits in new/ for a claim
+    assert folder.sync(claim_recent=True).recent == {1}
     assert folder.try_hold(quiet=True)
     deliver([tmp_path], b"Subject: 2\n\nx\n")
-    assert len(folder.sync(claim_recent=False).uids) == 1  # held: no rescan
+    assert len(folder.sync(claim_recent=True).uids) == 1  # held: no rescan
     folder.release_hold(quiet=True)
     assert not folder.try_hold(quiet=True)  # new/ changed: a rescan is due
-    assert len(folder.sync(claim_recent=False).uids) == 2
+    view = folder.sync(claim_recent=True)
+    assert len(view.uids) == 2 and view.recent == {2}

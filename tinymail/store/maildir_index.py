@@ -111,9 +111,10 @@ class MaildirIndex:
         """Hold the folder for the calling thread only if no other thread holds it, so the
         event loop can run a small read without ever waiting; pair with release_hold.
 
-        With `quiet`, also only if nothing changed on disk since the last scan; while such
-        a hold lasts, a sync reports the last scan (no listing, no dotlock: the next command
-        rescans), so a whole small IMAP command never blocks."""
+        With `quiet`, also only if nothing changed on disk since the last scan and no
+        message waits in new/ to be claimed as \\Recent; while such a hold lasts, a sync
+        reports the last scan (no listing, no dotlock, no rename: the next command rescans),
+        so a whole small IMAP command never blocks."""
         if not self._lock.acquire(blocking=False):
             return False
         if quiet:
@@ -121,6 +122,7 @@ class MaildirIndex:
                 unchanged = bool(self._stamp) and self._stat_stamp() == self._stamp
             except MailboxError:
                 unchanged = False
+            unchanged = unchanged and not self._waiting
             if not unchanged:
                 self._lock.release()
                 return False

@@ -322,8 +322,8 @@ def test_light_commands_run_one_at_a_time(store: MaildirStore) -> None:
     deliver([store.root], b"Subject: big\n\n" + b"x" * 200_000 + b"\n")
     d = logged_in(store)
     d.conn.receive_data(b"n NOOP\r\n")
-    assert d.conn.next_light_event() is None  # may rescan the folder: stays in the worker
-    d.send(b"")
+    assert d.conn.next_light_event() is Signal.NEED_DATA  # no mailbox to look at
+    assert d.conn.data_to_send() == b"n OK NOOP completed\r\n"
     d.send(b"s SELECT INBOX\r\n")  # delivered names carry ,W=: sizes known without a read
     d.send(b"n NOOP\r\n")  # SELECT wrote the uidlist: the first sync after it rescans
     for line in (
@@ -350,6 +350,33 @@ def test_light_commands_run_one_at_a_time(store: MaildirStore) -> None:
     d.conn.receive_data(b"x LOGOUT\r\n")
     assert d.conn.next_light_event() is Signal.CLOSED
     assert b"* BYE" in d.conn.data_to_send()
+
+
+def test_noop_runs_on_the_loop_only_in_a_quiet_folder(store: MaildirStore) -> None:
+    """A NOOP in the selected folder is light when nothing changed on disk since the last
+    scan and nothing waits in new/ to be claimed; otherwise a worker rescans and claims."""
+    deliver([store.root], MSG)
+    d = logged_in(store)
+    d.send(b"s SELECT INBOX\r\nn NOOP\r\n")
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is Signal.NEED_DATA
+    assert d.conn.data_to_send() == b"n OK NOOP completed\r\n"
+    deliver([store.root], MSG)
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is None  # new/ changed: a worker lists it
+    out = d.send(b"")
+    assert b"* 2 EXISTS\r\n* 2 RECENT\r\n" in out  # message 1 is still recent here
+    deliver([store.root], MSG)
+    other = logged_in(store)
+    assert b"* 3 EXISTS" in other.send(b"e EXAMINE INBOX\r\n")  # scans, claims nothing
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is None  # message 3 waits to be claimed
+    out = d.send(b"")
+    assert b"* 3 EXISTS\r\n* 3 RECENT\r\n" in out
+    with held_by_another_thread(store.open("INBOX")):
+        d.conn.receive_data(b"n NOOP\r\n")
+        assert d.conn.next_light_event() is None  # would wait
+    assert d.conn.next_light_event() is Signal.NEED_DATA
 
 
 def test_light_fetch_never_waits_for_the_folder(store: MaildirStore) -> None:

@@ -125,14 +125,19 @@ class Selection:
         else:
             return False
         box = self.mailbox
-        if not (_implements(type(box), KnownSize) and _implements(type(box), Holdable)):
-            return False
-        if not cast(Holdable, box).try_hold(quiet=True):
+        if not _implements(type(box), KnownSize) or not self.hold_quiet():
             return False
         if 0 <= cast(KnownSize, box).known_size(uid) <= limit:
             return True
         self.release()
         return False
+
+    def hold_quiet(self) -> bool:
+        """Hold the mailbox (Holdable, quiet: nothing changed on disk since its last scan, so
+        a sync needs no listing) and return True; False holds nothing. A True must be
+        followed by release() once the command is done."""
+        box = self.mailbox
+        return _implements(type(box), Holdable) and cast(Holdable, box).try_hold(quiet=True)
 
     def release(self) -> None:
         """End the hold taken by a successful hold_if_small."""

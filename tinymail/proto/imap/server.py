@@ -153,17 +153,21 @@ class ServerConnection:
     def next_light_event(self) -> Event | None:
         """Process the next command now if it is light, else return None (nothing read).
 
-        Light: LOGOUT, or a FETCH of one message of at most LIGHT_MESSAGE octets whose size
-        the store knows, in a mailbox the calling thread can hold without waiting (no other
-        thread in it, nothing changed on disk since its last scan: Selection.hold_if_small).
-        The adapter runs such a command on its event loop, where a worker-thread round trip
-        would cost more than the command; everything else goes to next_event in a worker.
+        Light: LOGOUT; NOOP, outside a mailbox or in one the calling thread can hold without
+        waiting (no other thread in it, nothing changed on disk since its last scan:
+        Selection.hold_quiet); a FETCH of one message of at most LIGHT_MESSAGE octets whose
+        size the store knows, in such a mailbox (Selection.hold_if_small). The adapter runs
+        such a command on its event loop, where a worker-thread round trip would cost more
+        than the command; everything else goes to next_event in a worker.
         Returns after that one command: Signal.MORE when input is left, else what the next
         round would surely give; all output stays queued for data_to_send (the output sink
         is for worker threads)."""
+        words = self._light_words()
+        if words is None:
+            return None
         held = None
-        if not self._next_is_logout():
-            held = self._hold_for_light_fetch()
+        if not self._needs_no_mailbox(words):
+            held = self._hold_for_light(words)
             if held is None:
                 return None
         sink, self.output_sink = self.output_sink, None
@@ -182,23 +186,24 @@ class ServerConnection:
             return None
         return line.split(b" ", 4)
 
-    def _next_is_logout(self) -> bool:
-        words = self._light_words()
-        return words is not None and len(words) == 2 and words[1].upper() == b"LOGOUT"
+    def _needs_no_mailbox(self, words: list[bytes]) -> bool:
+        if len(words) != 2:
+            return False
+        name = words[1].upper()
+        return name == b"LOGOUT" or (name == b"NOOP" and self.state is State.AUTHENTICATED)
 
-    def _hold_for_light_fetch(self) -> Selection | None:
-        words = self._light_words()
-        if words is None:
+    def _hold_for_light(self, words: list[bytes]) -> Selection | None:
+        selection = self.selection
+        if self.state is not State.SELECTED or selection is None:
             return None
         name = words[1].upper() if len(words) > 1 else b""
+        if name == b"NOOP" and len(words) == 2:
+            return selection if selection.hold_quiet() else None
         by_uid = name == b"UID"
         if by_uid:
             words = words[1:]
             name = words[1].upper() if len(words) > 1 else b""
         if name != b"FETCH" or len(words) < 4 or not words[2].isdigit():
-            return None
-        selection = self.selection
-        if self.state is not State.SELECTED or selection is None:
             return None
         return selection if selection.hold_if_small(int(words[2]), by_uid, LIGHT_MESSAGE) else None
 
