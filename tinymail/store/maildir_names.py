@@ -130,8 +130,8 @@ def _sorted_regular(bases: list[str]) -> list[str]:
     runs of names that share a second need sort_key for their microseconds."""
     out = sorted(bases)
     seconds = [base[:11] for base in out]
-    # positions whose name shares its second with the one before it, found without a
-    # Python step per name
+    # positions whose name shares its second with the one before it, found by map() and
+    # compress() in C; the loop below steps only through those
     shared = list(compress(count(1), map(str.__eq__, seconds[1:], seconds)))
     i = 0
     while i < len(shared):

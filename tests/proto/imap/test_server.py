@@ -16,6 +16,7 @@ from tinymail.proto.imap.events import (
     StartTLSRequest,
     State,
 )
+from tinymail.proto.imap.selected import LIGHT_UPDATES
 from tinymail.proto.imap.server import ServerConnection
 from tinymail.store.maildir import deliver
 from tinymail.store.maildir_folders import MaildirStore
@@ -377,6 +378,34 @@ def test_noop_runs_on_the_loop_only_in_a_quiet_folder(store: MaildirStore) -> No
         d.conn.receive_data(b"n NOOP\r\n")
         assert d.conn.next_light_event() is None  # would wait
     assert d.conn.next_light_event() is Signal.NEED_DATA
+
+
+def test_light_noop_reports_little_and_leaves_the_rest_to_a_worker(store: MaildirStore) -> None:
+    """On the loop a NOOP reports at most LIGHT_UPDATES flag changes of other sessions in
+    this process; more changes, or a message expunged here, go to a worker thread."""
+    for _ in range(LIGHT_UPDATES + 6):
+        deliver([store.root], MSG)
+    fresh = Driver(store)
+    fresh.conn.receive_data(b"n NOOP\r\n")
+    assert fresh.conn.next_light_event() is None  # not logged in: never on the loop
+    d, other = logged_in(store), logged_in(store)
+    d.send(b"s SELECT INBOX\r\nn NOOP\r\n")
+    other.send(b"s SELECT INBOX\r\n")
+    other.send(b"f STORE 1:2 +FLAGS (\\Flagged)\r\n")
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is Signal.NEED_DATA
+    out = d.conn.data_to_send()
+    assert out.count(b"\\Flagged") == 2 and out.endswith(b"n OK NOOP completed\r\n")
+    other.send(b"f STORE 1:%d +FLAGS (\\Seen)\r\n" % (LIGHT_UPDATES + 1))
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is None  # too many FETCH lines for the loop
+    assert d.send(b"").count(b"\\Seen") == LIGHT_UPDATES + 1
+    other.send(b"f STORE 3 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n")
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is None  # a message went: the worker renumbers
+    assert b"* 3 EXPUNGE\r\n" in d.send(b"")
+    d.conn.receive_data(b"n NOOP\r\n")
+    assert d.conn.next_light_event() is Signal.NEED_DATA  # caught up: light again
 
 
 def test_light_fetch_never_waits_for_the_folder(store: MaildirStore) -> None:

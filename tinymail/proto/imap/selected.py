@@ -25,6 +25,9 @@ from tinymail.proto.imap.seqset import SeqSet, format_set, select_indices, seq_o
 from tinymail.store.mailbox import SYSTEM_FLAGS, FlagMode, Mailbox, MailboxError
 
 _STRUCTURE = {True: fetch.structure_of(True), False: fetch.structure_of(False)}
+# Flag changes by other sessions that a command on the event loop may still report; more go
+# to a worker thread (formatting thousands of FETCH lines would hold up every session).
+LIGHT_UPDATES = 64
 
 
 def _structure(cache: fetch.DerivedCache, uid: int, extensible: bool) -> bytes:
@@ -133,14 +136,26 @@ class Selection:
         return False
 
     def hold_quiet(self) -> bool:
-        """Hold the mailbox (Holdable, quiet: nothing changed on disk since its last scan, so
-        a sync needs no listing) and return True; False holds nothing. A True must be
-        followed by release() once the command is done."""
+        """Hold the mailbox and return True when a command on the event loop would find
+        little to do: nothing changed on disk since the last scan and nothing waits in new/
+        to be claimed (Holdable, quiet), no message came or went in this process since the
+        session last looked, and at most LIGHT_UPDATES flag changes are due to be reported.
+        False holds nothing. A True must be followed by release() once the command is done."""
         box = self.mailbox
-        return _implements(type(box), Holdable) and cast(Holdable, box).try_hold(quiet=True)
+        if not (_implements(type(box), Holdable) and cast(Holdable, box).try_hold(quiet=True)):
+            return False
+        changes = box.flag_changes(self.modseq)
+        if (
+            changes is not None
+            and len(changes) <= LIGHT_UPDATES
+            and box.sync(claim_recent=False).uids is self.uids
+        ):
+            return True
+        self.release()
+        return False
 
     def release(self) -> None:
-        """End the hold taken by a successful hold_if_small."""
+        """End the hold taken by a successful hold_quiet or hold_if_small."""
         cast(Holdable, self.mailbox).release_hold(quiet=True)
 
     def updates(self, allow_expunge: bool) -> list[bytes]:

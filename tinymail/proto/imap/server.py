@@ -154,9 +154,10 @@ class ServerConnection:
         """Process the next command now if it is light, else return None (nothing read).
 
         Light: LOGOUT; NOOP, outside a mailbox or in one the calling thread can hold without
-        waiting (no other thread in it, nothing changed on disk since its last scan:
-        Selection.hold_quiet); a FETCH of one message of at most LIGHT_MESSAGE octets whose
-        size the store knows, in such a mailbox (Selection.hold_if_small). The adapter runs
+        waiting and where little is due to be reported (no other thread in it, nothing new
+        on disk or waiting to be claimed as \\Recent, few flag changes: Selection.hold_quiet);
+        a FETCH of one message of at most LIGHT_MESSAGE octets whose size the store knows, in
+        such a mailbox (Selection.hold_if_small). The adapter runs
         such a command on its event loop, where a worker-thread round trip would cost more
         than the command; everything else goes to next_event in a worker.
         Returns after that one command: Signal.MORE when input is left, else what the next
