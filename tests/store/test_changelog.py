@@ -40,3 +40,5 @@ def test_forget_drops_last_modseqs_only() -> None:
     log.forget([1, 99])
     assert log.last == {2: 2}
     assert log.since(0) == [(1, 1), (2, 2)]
+    assert log.record(1) == 3  # a UID used again (an unexpunged file) starts afresh
+    assert log.last == {2: 2, 1: 3}
