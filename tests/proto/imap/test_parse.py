@@ -1,8 +1,21 @@
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinymail.proto.imap.parse import Atom, Command, ParseError, PList, Str, _atom, parse_command
+from tinymail.proto.imap.parse import (
+    Atom,
+    Command,
+    ParseError,
+    PList,
+    Str,
+    Token,
+    _atom,
+    parse_command,
+    tokenize,
+    tokenize_general,
+)
 from tinymail.proto.imap.reader import Frame
 
 
@@ -123,3 +136,34 @@ def test_atom_scanner_equals_the_byte_rule(line: bytes, pos: int) -> None:
     except ParseError as exc:
         got = exc.message
     assert got == expected
+
+
+def _tokens_or_error(tokenizer: Callable[[Frame, str], list[Token]], line: bytes) -> object:
+    try:
+        return tokenizer(Frame((line,), ()), "t")
+    except ParseError as exc:
+        return exc.message
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([b" ", b"  ", b"(", b")", b'"', b"{", b"[", b"]", b"\\", b"\x7f"]),
+            st.sampled_from([b"UID", b"FETCH", b"BODY.PEEK[]", b"1:*", b"<0.5>", b"a", b"7"]),
+        ),
+        max_size=12,
+    )
+)
+def test_split_lines_tokenize_as_the_general_path(parts: list[bytes]) -> None:
+    # a line of simple atoms is split on spaces; it must give what the general path gives
+    line = b"t " + b"".join(parts)
+    assert _tokens_or_error(tokenize, line) == _tokens_or_error(tokenize_general, line)
+
+
+def test_simple_lines_take_the_split_path() -> None:
+    frame = Frame((b"A1 UID FETCH 7 BODY.PEEK[]<0.10>",), ())
+    assert tokenize(frame) == [Atom(t) for t in ("A1", "UID", "FETCH", "7", "BODY.PEEK[]<0.10>")]
+    assert parse_command(frame) == Command(
+        "A1", "FETCH", True, (Atom("7"), Atom("BODY.PEEK[]<0.10>"))
+    )
