@@ -112,11 +112,11 @@ def sorted_bases(bases: list[str]) -> list[str]:
     if not bases:
         return []
     joined = "\n".join(bases)
-    if joined.count("\n") == len(bases) - 1 and _IRREGULAR_LINE_RE.search(joined) is None:
-        return _sorted_regular(bases)
-    fields = _SORT_LINES_RE.findall(joined)
-    if len(fields) != len(bases):  # some name holds a newline: one match per name instead
+    if joined.count("\n") != len(bases) - 1:  # a name holds a newline: one match per name
         return sorted(bases, key=sort_key)
+    if _IRREGULAR_LINE_RE.search(joined) is None:
+        return _sorted_regular(bases)
+    fields = _SORT_LINES_RE.findall(joined)  # exactly one match per line
     keys = [
         (int(s) if s else 0, int(u) if u else 0, b) for (s, u), b in zip(fields, bases, strict=True)
     ]
