@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tinymail.proto.imap import parse
 from tinymail.proto.imap.parse import (
     Atom,
     Command,
@@ -161,9 +162,16 @@ def test_split_lines_tokenize_as_the_general_path(parts: list[bytes]) -> None:
     assert _tokens_or_error(tokenize, line) == _tokens_or_error(tokenize_general, line)
 
 
-def test_simple_lines_take_the_split_path() -> None:
+def test_simple_lines_take_the_split_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def general_path(frame: Frame, tag: str = "*") -> list[Token]:
+        raise AssertionError(f"tokenized, not split: {frame.lines[0]!r}")
+
+    monkeypatch.setattr(parse, "tokenize_general", general_path)
     frame = Frame((b"A1 UID FETCH 7 BODY.PEEK[]<0.10>",), ())
     assert tokenize(frame) == [Atom(t) for t in ("A1", "UID", "FETCH", "7", "BODY.PEEK[]<0.10>")]
     assert parse_command(frame) == Command(
         "A1", "FETCH", True, (Atom("7"), Atom("BODY.PEEK[]<0.10>"))
     )
+    for line in (b"a FETCH 1 (FLAGS)", b'a LOGIN "x" y', b"a  NOOP", b"a X[1 2]"):
+        with pytest.raises(AssertionError, match="tokenized"):
+            tokenize(Frame((line,), ()))
