@@ -157,9 +157,9 @@ class ServerConnection:
         waiting and where little is due to be reported (no other thread in it, nothing new
         on disk or waiting to be claimed as \\Recent, few flag changes: Selection.hold_quiet);
         a FETCH of one message of at most LIGHT_MESSAGE octets whose size the store knows, in
-        such a mailbox (Selection.hold_if_small). The adapter runs
-        such a command on its event loop, where a worker-thread round trip would cost more
-        than the command; everything else goes to next_event in a worker.
+        such a mailbox (Selection.hold_if_small). The adapter runs such a command on its
+        event loop, where a worker-thread round trip would cost more than the command;
+        everything else goes to next_event in a worker.
         Returns after that one command: Signal.MORE when input is left, else what the next
         round would surely give; all output stays queued for data_to_send (the output sink
         is for worker threads)."""
